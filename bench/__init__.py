@@ -1,0 +1,1 @@
+"""Benchmarks of examnode (not tests); see bench/README.md."""

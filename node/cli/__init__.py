@@ -1,0 +1,5 @@
+"""The ``examnode`` command line."""
+
+from node.cli.main import main
+
+__all__ = ["main"]

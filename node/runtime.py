@@ -1,0 +1,87 @@
+"""Running a node: load its data directory, serve until told to stop.
+
+``examnode run`` calls ``serve``. SIGINT/SIGTERM stop accepting connections,
+let in-flight requests finish (``http.shutdown_timeout``), then the store's
+writer flushes and the environment closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from node.api.app import build_app
+from node.config import NodeConfig, load_config
+from node.identity import Identity
+from node.services.system import NodeContext
+from node.store import Store, StoreOptions
+
+log = logging.getLogger(__name__)
+
+
+def store_options(config: NodeConfig) -> StoreOptions:
+    """Return the store tuning of a node configuration."""
+    s = config.store
+    return StoreOptions(map_size=s.map_size_mb * 1024 * 1024, max_batch=s.max_batch,
+                        cache_size=s.cache_size, max_pending=s.max_pending)
+
+
+def open_context(data_dir: Path) -> NodeContext:
+    """Load config and identity of ``data_dir`` (the store is not opened yet)."""
+    config = load_config(data_dir)
+    identity = Identity.load(data_dir)
+    return NodeContext(data_dir, config, identity,
+                       Store(data_dir, identity, store_options(config)))
+
+
+class RunningNode:
+    """A started node: its web runner and site; ``stop`` undoes ``start``."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.app = build_app(ctx)
+        cfg = ctx.config.http
+        self.runner = web.AppRunner(
+            self.app, access_log=logging.getLogger("examnode.access") if cfg.access_log else None,
+            shutdown_timeout=cfg.shutdown_timeout, handle_signals=False,
+        )
+        self.url = f"http://{cfg.host}:{cfg.port}"
+
+    async def start(self) -> None:
+        """Open the store and start listening."""
+        await self.runner.setup()
+        cfg = self.ctx.config.http
+        site = web.TCPSite(self.runner, cfg.host, cfg.port, reuse_address=True)
+        await site.start()
+        log.info("node %s (centre %s) serving on %s", self.ctx.node_id, self.ctx.center,
+                 self.url)
+
+    async def stop(self) -> None:
+        """Finish in-flight requests, then close the store."""
+        await self.runner.cleanup()
+        log.info("node %s stopped", self.ctx.node_id)
+
+
+async def serve(data_dir: Path, *, ready: asyncio.Event | None = None) -> None:
+    """Serve the node in ``data_dir`` until SIGINT or SIGTERM."""
+    node = RunningNode(open_context(data_dir))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    print(f"examnode {node.ctx.node_id} serving centre {node.ctx.center}", flush=True)
+    print(f"  pages: {node.url}/", flush=True)
+    print(f"  API:   {node.url}/api/  (docs: {node.url}/api/docs/)", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await node.stop()

@@ -1,0 +1,1 @@
+"""Domain services: pure Python over the store, testable without a server."""

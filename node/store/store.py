@@ -1,0 +1,378 @@
+"""The store facade: open, start, stop, write through the writer, read views.
+
+Writes go through ``Writer`` (one thread, group commit); reads open short
+LMDB read transactions on the caller's thread and only ever see materialized
+views, never a live ``Doc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgpack
+
+from node.errors import StoreError
+from node.identity import Identity
+from node.store import layout, txns
+from node.store.context import IndexFn, Shared, WriteContext
+from node.store.delta import Delta, decode
+from node.store.feed import Feed
+from node.store.hlc import HybridClock
+from node.store.records import DELETED, DocCache
+from node.store.results import ApplyResult, ChangeResult, FeedEvent
+from node.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = "store"
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Tuning of one store; see ``node.config.StoreConfig`` for the meaning."""
+
+    map_size: int = 8 * 1024**3
+    max_batch: int = 1000
+    cache_size: int = 10_000
+    max_pending: int = 100_000
+    max_readers: int = 256
+
+
+@dataclass(frozen=True)
+class View:
+    """A record as readers see it."""
+
+    key: str
+    scope: str
+    hlc: int
+    user: str
+    data: dict[str, Any]
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.data.get(DELETED))
+
+
+def _view(key: bytes, raw: bytes) -> View:
+    v = msgpack.unpackb(raw, raw=False)
+    return View(key.decode(), v["scope"], v["hlc"], v["user"], v["data"])
+
+
+class Store:
+    """One node's LMDB store of signed CRDT records (DESIGN.md sections 4-6)."""
+
+    def __init__(self, data_dir: Path, identity: Identity, options: StoreOptions | None = None):
+        self.path = Path(data_dir) / STORE_DIR
+        self.identity = identity
+        self.options = options or StoreOptions()
+        self._indexes: dict[str, dict[str, IndexFn]] = {}
+        self._env: lmdb.Environment | None = None
+        self._writer: Writer | None = None
+        self._shared: Shared | None = None
+        self.feed = Feed()
+        self._trust_extra: Callable[[bytes, str], str | None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def declare_index(self, collection: str, name: str, fn: IndexFn) -> None:
+        """Declare a secondary index on a collection (before ``open``)."""
+        if self._env is not None:
+            raise StoreError("declare indexes before the store is opened")
+        self._indexes.setdefault(collection, {})[name] = fn
+
+    def open(self) -> None:
+        """Open (or create) the LMDB environment and start the writer thread."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        opts = self.options
+        env = lmdb.open(
+            str(self.path), map_size=opts.map_size, max_dbs=len(layout.DB_NAMES) + 2,
+            max_readers=opts.max_readers, sync=True, metasync=True, subdir=True,
+            readahead=False,
+        )
+        dbs = {name: env.open_db(name.encode()) for name in layout.DB_NAMES}
+        with env.begin(write=True) as txn:
+            schema = txn.get(layout.META_SCHEMA, db=dbs["meta"])
+            if schema is None:
+                txn.put(layout.META_SCHEMA, msgpack.packb(layout.SCHEMA_VERSION), db=dbs["meta"])
+            elif msgpack.unpackb(schema) != layout.SCHEMA_VERSION:
+                env.close()
+                raise StoreError(f"{self.path}: store schema {msgpack.unpackb(schema)} "
+                                 f"is not {layout.SCHEMA_VERSION}")
+            last = txn.get(layout.META_HLC, db=dbs["meta"])
+        self._env = env
+        self._dbs = dbs
+        self._shared = Shared(
+            env=env, dbs=dbs, identity=self.identity,
+            clock=HybridClock(msgpack.unpackb(last) if last else 0),
+            cache=DocCache(opts.cache_size), indexes=self._indexes,
+            max_pending=opts.max_pending,
+        )
+        self._writer = Writer(env, self._make_context, self._finish_batch,
+                              max_batch=opts.max_batch)
+        self._writer.start()
+        log.info("store open at %s (client id %d)", self.path, self._shared.client_id)
+
+    def close(self) -> None:
+        """Finish queued writes, stop the writer and close the environment."""
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        self.feed.close()
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+        if self._shared is not None:
+            self._shared.cache.clear()
+
+    def __enter__(self) -> Store:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._env is None:
+            raise StoreError("the store is not open")
+        return self._env
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        return self._writer
+
+    @property
+    def clock(self) -> HybridClock:
+        assert self._shared is not None
+        return self._shared.clock
+
+    @property
+    def client_id(self) -> int:
+        assert self._shared is not None
+        return self._shared.client_id
+
+    def _make_context(self, txn: lmdb.Transaction) -> WriteContext:
+        assert self._shared is not None
+        return WriteContext(self._shared, txn)
+
+    def _finish_batch(self, ctx: WriteContext, committed: bool) -> None:
+        if not committed:
+            assert self._shared is not None
+            for key in ctx.touched:
+                self._shared.cache.drop(key)
+            return
+        if ctx.events:
+            self.feed.publish(ctx.events)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def change(
+        self,
+        key: str,
+        mutate: txns.Mutator,
+        *,
+        scope: str | None = None,
+        user: str = "",
+        create: bool = True,
+    ) -> ChangeResult:
+        """Change record ``key`` with ``mutate(root_map)``; return once durable."""
+        result: ChangeResult = await self.writer.submit(
+            txns.change_txn, key, mutate, scope, user, create)
+        return result
+
+    async def put(self, key: str, fields: dict[str, Any], *, scope: str | None = None,
+                  user: str = "") -> ChangeResult:
+        """Set plain fields of record ``key`` (creating it in ``scope``)."""
+        def mutate(root: Any) -> None:
+            for name, value in fields.items():
+                if root.get(name) != value:
+                    root[name] = value
+        return await self.change(key, mutate, scope=scope, user=user)
+
+    async def delete(self, key: str, *, user: str = "") -> ChangeResult:
+        """Tombstone record ``key``: it stays in the log and reads as deleted."""
+        def mutate(root: Any) -> None:
+            root[DELETED] = True
+        return await self.change(key, mutate, user=user, create=False)
+
+    async def apply_remote(self, envelopes: Iterable[bytes]) -> list[ApplyResult]:
+        """Verify and apply deltas from elsewhere, in order; one result each."""
+        futs = [self.writer.submit(txns.apply_delta_txn, raw, self.allowed)
+                for raw in envelopes]
+        return list(await asyncio.gather(*futs))
+
+    def apply_remote_sync(self, envelopes: Iterable[bytes]) -> list[ApplyResult]:
+        """``apply_remote`` for code that runs outside an event loop (CLI)."""
+        return [self.writer.call(txns.apply_delta_txn, raw, self.allowed) for raw in envelopes]
+
+    async def put_blob(self, data: bytes) -> str:
+        """Store a blob durably; return its SHA-256 hex digest."""
+        digest: str = await self.writer.submit(txns.put_blob_txn, data)
+        return digest
+
+    def trust(self, public_key: bytes, label: str = "") -> None:
+        """Accept deltas signed by ``public_key`` (blocking; CLI and tests)."""
+        self.writer.call(txns.trust_txn, public_key, label)
+
+    def set_trust_policy(self, policy: Callable[[bytes, str], str | None]) -> None:
+        """Install an extra check of (origin, scope), e.g. certificates and revocations."""
+        self._trust_extra = policy
+
+    def allowed(self, origin: bytes, scope: str) -> str | None:
+        """Return None if ``origin`` may sign deltas in ``scope``, else why not."""
+        if origin != self.identity.public_key:
+            with self.env.begin() as txn:
+                if txn.get(layout.META_TRUST_PREFIX + origin, db=self._dbs["meta"]) is None:
+                    return "unknown_signer"
+        if self._trust_extra is not None:
+            return self._trust_extra(origin, scope)
+        return None
+
+    def rebuild_indexes(self) -> int:
+        """Rebuild all secondary indexes (blocking)."""
+        written: int = self.writer.call(txns.reindex_txn)
+        return written
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, key: str, *, include_deleted: bool = False) -> View | None:
+        """Return the materialized view of ``key``, or None."""
+        with self.env.begin() as txn:
+            raw = txn.get(key.encode(), db=self._dbs["views"])
+        if raw is None:
+            return None
+        view = _view(key.encode(), raw)
+        return None if view.deleted and not include_deleted else view
+
+    def scan(self, collection: str, *, include_deleted: bool = False) -> Iterator[View]:
+        """Yield every record of a collection in key order."""
+        prefix = f"{collection}/".encode()
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["views"]) as cur:
+            if not cur.set_range(prefix):
+                return
+            for kb, raw in cur:
+                if not kb.startswith(prefix):
+                    break
+                view = _view(kb, raw)
+                if include_deleted or not view.deleted:
+                    yield view
+
+    def lookup(self, collection: str, index: str, value: str) -> list[str]:
+        """Return the record keys whose ``index`` has ``value``."""
+        if index not in self._indexes.get(collection, {}):
+            raise StoreError(f"no index {index} on {collection}")
+        prefix = layout.index_prefix(collection, index, value)
+        keys = []
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["idx"]) as cur:
+            if cur.set_range(prefix):
+                for kb in cur.iternext(keys=True, values=False):
+                    if not kb.startswith(prefix):
+                        break
+                    keys.append(kb[len(prefix):].decode())
+        return keys
+
+    def get_blob(self, digest_hex: str) -> bytes | None:
+        """Return the blob with this SHA-256 hex digest, or None."""
+        try:
+            digest = bytes.fromhex(digest_hex)
+        except ValueError:
+            return None
+        with self.env.begin(buffers=False) as txn:
+            data: bytes | None = txn.get(digest, db=self._dbs["blobs"])
+        return data
+
+    def version_vector(self) -> dict[tuple[bytes, str], int]:
+        """Return {(origin, scope): last contiguous seq} for every chain held."""
+        out = {}
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["vv"]) as cur:
+            for kb, raw in cur:
+                out[layout.split_chain_key(kb)] = int(msgpack.unpackb(raw)[0])
+        return out
+
+    def deltas(self, origin: bytes, scope: str, after: int = 0,
+               limit: int | None = None) -> Iterator[Delta]:
+        """Yield a chain's deltas with seq > ``after``, in order."""
+        prefix = layout.log_prefix(origin, scope)
+        start = layout.log_key(origin, scope, after + 1)
+        n = 0
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["log"]) as cur:
+            if not cur.set_range(start):
+                return
+            for kb, raw in cur:
+                if not kb.startswith(prefix) or (limit is not None and n >= limit):
+                    break
+                n += 1
+                yield decode(bytes(raw))
+
+    def raw_deltas(self, origin: bytes, scope: str, after: int = 0) -> Iterator[bytes]:
+        """Yield a chain's stored envelopes with seq > ``after``, in order."""
+        prefix = layout.log_prefix(origin, scope)
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["log"]) as cur:
+            if not cur.set_range(layout.log_key(origin, scope, after + 1)):
+                return
+            for kb, raw in cur:
+                if not kb.startswith(prefix):
+                    break
+                yield bytes(raw)
+
+    def feed_since(self, feed_no: int, limit: int = 1000) -> list[FeedEvent]:
+        """Return stored feed events after local arrival number ``feed_no``."""
+        out = []
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["feed"]) as cur:
+            if not cur.set_range(layout.SEQ.pack(feed_no + 1)):
+                return out
+            for kb, raw in cur:
+                origin, scope, seq, key = msgpack.unpackb(raw, raw=False)
+                out.append(FeedEvent(layout.SEQ.unpack(kb)[0], key, scope, origin, seq, 0))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def feed_head(self) -> int:
+        """Return the local arrival number of the newest stored delta (0 if none)."""
+        with self.env.begin() as txn:
+            raw = txn.get(layout.META_FEED, db=self._dbs["meta"])
+        return int(msgpack.unpackb(raw)) if raw else 0
+
+    def subscribe(self, maxsize: int = 10_000) -> AsyncIterator[FeedEvent]:
+        """Return a live iterator of feed events (see ``Feed.subscribe``)."""
+        return self.feed.subscribe(self, maxsize)
+
+    def stats(self) -> dict[str, Any]:
+        """Return entry counts, sizes and writer counters, for status pages."""
+        env = self.env
+        out: dict[str, Any] = {}
+        with env.begin() as txn:
+            for name, db in self._dbs.items():
+                out[f"{name}_entries"] = txn.stat(db)["entries"]
+        info = env.info()
+        out["map_size"] = info["map_size"]
+        out["used_bytes"] = (info["last_pgno"] + 1) * env.stat()["psize"]
+        try:
+            out["file_bytes"] = os.path.getsize(self.path / "data.mdb")
+        except OSError:
+            out["file_bytes"] = 0
+        if self._writer is not None:
+            out["write_batches"] = self._writer.batches
+            out["write_items"] = self._writer.items
+        return out
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Return the quarantined deltas (forks, scope conflicts) with reasons."""
+        out = []
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["quarantine"]) as cur:
+            for _kb, raw in cur:
+                envelope, reason = msgpack.unpackb(raw, raw=False)
+                d = decode(envelope)
+                out.append({"reason": reason, "origin": d.origin.hex(), "scope": d.scope,
+                            "seq": d.seq, "key": d.key, "hlc": d.hlc})
+        return out

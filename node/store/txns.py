@@ -1,0 +1,173 @@
+"""The named write functions the writer thread runs (Synapse's ``*_txn`` style).
+
+Each takes the batch's ``WriteContext`` first and runs inside its own nested
+LMDB transaction: if it raises, nothing it did is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from pycrdt import Map
+
+from node.errors import DeltaRejected, NotFound, StoreError
+from node.store import layout
+from node.store.context import WriteContext
+from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
+from node.store.records import new_record
+from node.store.results import ApplyResult, ApplyStatus, ChangeResult
+
+log = logging.getLogger(__name__)
+
+Mutator = Callable[[Map[Any]], Any]
+
+
+def change_txn(
+    ctx: WriteContext,
+    key: str,
+    mutate: Mutator,
+    scope: str | None,
+    user: str,
+    create: bool,
+) -> ChangeResult:
+    """Apply a local change to record ``key`` and log it as one signed delta."""
+    check_key(key)
+    rec = ctx.load(key)
+    if rec is None:
+        if not create:
+            raise NotFound(f"record {key} does not exist")
+        if scope is None:
+            raise StoreError(f"a scope is needed to create {key}")
+        rec = new_record(check_scope(scope), ctx.shared.client_id)
+        ctx.remember(key, rec)
+    elif scope is not None and scope != rec.scope:
+        # A record's scope is fixed when it is created (DESIGN.md section 6).
+        raise StoreError(f"{key} belongs to scope {rec.scope}, not {scope}")
+    before = rec.doc.get_state()
+    with rec.doc.transaction(origin="local"):
+        value = mutate(rec.root)
+    if rec.doc.get_state() == before:
+        return ChangeResult(key, rec.scope, False, None, None, rec.view(), value)
+    update = rec.doc.get_update(before)
+    shared = ctx.shared
+    seq, head = ctx.head(shared.identity.public_key, rec.scope)
+    delta = make_delta(
+        shared.identity, scope=rec.scope, seq=seq + 1, prev=head, key=key,
+        update=update, user=user, hlc=shared.clock.now(),
+    )
+    ctx.append(delta, rec)
+    return ChangeResult(key, rec.scope, True, delta.seq, delta.hlc, rec.view(), value)
+
+
+def apply_delta_txn(
+    ctx: WriteContext, raw: bytes, allowed: Callable[[bytes, str], str | None]
+) -> ApplyResult:
+    """Verify and apply one delta received from elsewhere (the replication path).
+
+    ``allowed(origin, scope)`` returns None when the signer may write that
+    scope, else the reason it may not. Replays are no-ops; a gap holds the
+    delta back until its predecessor arrives; a second, different delta for a
+    (origin, scope, seq) already held is a fork and is quarantined.
+    """
+    try:
+        d = decode(raw)
+        reason = allowed(d.origin, d.scope)
+        if reason is not None:
+            raise DeltaRejected(f"signer may not write scope {d.scope}: {reason}", reason=reason)
+        d.verify()
+    except DeltaRejected as e:
+        log.warning("delta rejected (%s): %s", e.reason, e.detail)
+        return ApplyResult(ApplyStatus.REJECTED, e.reason)
+    head_seq, head_hash = ctx.head(d.origin, d.scope)
+    if d.seq <= head_seq:
+        stored = ctx.txn.get(layout.log_key(d.origin, d.scope, d.seq), db=ctx.dbs["log"])
+        if stored is not None and decode(stored).hash == d.hash:
+            return ApplyResult(ApplyStatus.DUPLICATE)
+        _quarantine(ctx, d, "fork")
+        return ApplyResult(ApplyStatus.FORKED, "fork")
+    if d.seq > head_seq + 1:
+        return _hold(ctx, d)
+    if d.prev != head_hash:
+        _quarantine(ctx, d, "fork")
+        return ApplyResult(ApplyStatus.FORKED, "fork")
+    conflicts = _integrate(ctx, d)
+    released = 0
+    while True:  # let through the held-back deltas this one unblocked
+        nxt_key = layout.log_key(d.origin, d.scope, d.seq + 1)
+        held = ctx.txn.get(nxt_key, db=ctx.dbs["pending"])
+        if held is None:
+            break
+        ctx.txn.delete(nxt_key, db=ctx.dbs["pending"])
+        nxt = decode(held)
+        if nxt.prev != d.hash:
+            _quarantine(ctx, nxt, "fork")
+            break
+        conflicts += _integrate(ctx, nxt)
+        released += 1
+        d = nxt
+    return ApplyResult(ApplyStatus.APPLIED, released=released, conflicts=conflicts)
+
+
+def _integrate(ctx: WriteContext, d: Delta) -> list[str]:
+    """Apply a verified, in-order delta to its record and store it."""
+    ctx.shared.clock.observe(d.hlc)
+    rec = ctx.load(d.key)
+    if rec is None:
+        rec = new_record(d.scope, ctx.shared.client_id)
+        ctx.remember(d.key, rec)
+    elif rec.scope != d.scope:
+        # Same key created in two scopes while partitioned: keep the chain whole,
+        # leave the record alone, and report it for a person (DESIGN.md section 4).
+        _quarantine(ctx, d, "scope_conflict")
+        ctx.append(d, None)
+        return [d.key]
+    rec.apply(d.update)
+    ctx.append(d, rec)
+    return []
+
+
+def _hold(ctx: WriteContext, d: Delta) -> ApplyResult:
+    key = layout.log_key(d.origin, d.scope, d.seq)
+    stat = ctx.txn.stat(ctx.dbs["pending"])
+    if stat["entries"] >= ctx.shared.max_pending:
+        return ApplyResult(ApplyStatus.REJECTED, "pending_full")
+    ctx.txn.put(key, encode(d), db=ctx.dbs["pending"])
+    return ApplyResult(ApplyStatus.HELD, "gap")
+
+
+def _quarantine(ctx: WriteContext, d: Delta, reason: str) -> None:
+    log.warning("delta quarantined (%s): key=%s scope=%s seq=%d", reason, d.key, d.scope, d.seq)
+    qkey = layout.log_key(d.origin, d.scope, d.seq) + d.hash
+    ctx.txn.put(qkey, msgpack.packb([encode(d), reason], use_bin_type=True),
+                db=ctx.dbs["quarantine"])
+
+
+def put_blob_txn(ctx: WriteContext, data: bytes) -> str:
+    """Store ``data`` under its SHA-256 and return the hex digest."""
+    digest = hashlib.sha256(data).digest()
+    ctx.txn.put(digest, data, db=ctx.dbs["blobs"], overwrite=False)
+    return digest.hex()
+
+
+def trust_txn(ctx: WriteContext, public_key: bytes, label: str) -> None:
+    """Record ``public_key`` as a signer whose deltas this node accepts."""
+    if len(public_key) != 32:
+        raise StoreError("an Ed25519 public key is 32 bytes")
+    ctx.txn.put(layout.META_TRUST_PREFIX + public_key, label.encode(), db=ctx.dbs["meta"])
+
+
+def reindex_txn(ctx: WriteContext) -> int:
+    """Rebuild every secondary index from the views; return entries written."""
+    txn, dbs = ctx.txn, ctx.dbs
+    txn.drop(dbs["idx"], delete=False)
+    written = 0
+    with txn.cursor(db=dbs["views"]) as cur:
+        for kb, raw in cur:
+            data = msgpack.unpackb(raw, raw=False)["data"]
+            ctx.reindex(kb.decode(), None, data)
+            written += 1
+    return written
