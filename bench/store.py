@@ -509,7 +509,7 @@ def report(rounds: list[Round], rss: dict[str, Any] | None, cfg: Config,
         us = med([x.writer_wall / x.writes * 1e6 for x in res])
         cpu = med([x.writer_cpu / x.writes * 1e6 for x in res])
         summary[n] = (rate, p50, p99, ratio)
-        say(f"{f'{n} writers':10s} {rate:10,.0f} {p50:8.2f} {p99:8.2f} {ratio:8.2f} "
+        say(f"{f'{n} writer' + ('s' if n > 1 else ''):10s} {rate:10,.0f} {p50:8.2f} {p99:8.2f} {ratio:8.2f} "
             f"{per_batch:10.1f} {f'{us:.0f} ({cpu:.0f} cpu)':>14s}")
     say("(x floor = median over rounds of store writes/s / floor writes/s of the same round;"
         " writer us/chg = writer thread wall time inside batches per change)")

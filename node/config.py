@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -99,8 +99,19 @@ class NodeConfig(Section):
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
 
 
+def _sections() -> list[tuple[str, str, type[Section]]]:
+    """Return (name, description, model) of every section of ``NodeConfig``."""
+    out = []
+    for name, f in NodeConfig.model_fields.items():
+        model = f.annotation
+        if not (isinstance(model, type) and issubclass(model, Section)):
+            raise TypeError(f"section {name} is not a Section model")
+        out.append((name, f.description or "", model))
+    return out
+
+
 def _coerce_env(raw: str, annotation: Any) -> Any:
-    if annotation is list[str]:
+    if get_origin(annotation) is list:
         return [p.strip() for p in raw.split(",") if p.strip()]
     if annotation is bool:
         return raw.strip().lower() in ("1", "true", "yes", "on")
@@ -110,9 +121,7 @@ def _coerce_env(raw: str, annotation: Any) -> Any:
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Return the ``NODE_<SECTION>_<FIELD>`` overrides found in ``environ``."""
     out: dict[str, dict[str, Any]] = {}
-    for section, sfield in NodeConfig.model_fields.items():
-        model = sfield.annotation
-        assert isinstance(model, type) and issubclass(model, Section)
+    for section, _desc, model in _sections():
         for name, f in model.model_fields.items():
             var = f"{ENV_PREFIX}{section}_{name}".upper()
             if var in environ:
@@ -165,10 +174,8 @@ def example_toml() -> str:
     lines = ["# examnode node.toml: every setting, its default and what it means.",
              "# Environment variables NODE_<SECTION>_<FIELD> override these values.", ""]
     defaults = NodeConfig().model_dump(mode="json")
-    for section, sfield in NodeConfig.model_fields.items():
-        model = sfield.annotation
-        assert isinstance(model, type) and issubclass(model, Section)
-        lines.append(f"# {sfield.description}")
+    for section, desc, model in _sections():
+        lines.append(f"# {desc}")
         lines.append(f"[{section}]")
         for name, f in model.model_fields.items():
             lines.append(f"# {f.description}")

@@ -44,7 +44,8 @@ async def parse_json(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
-        raise PayloadTooLarge(f"Request body too large (at most {e.max_size} bytes).") from e
+        raise PayloadTooLarge(
+            f"Request body too large (at most {request.client_max_size} bytes).") from e
     if not raw:
         data: Any = {}
     else:

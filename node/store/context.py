@@ -83,7 +83,7 @@ class WriteContext:
         raw = self.txn.get(key.encode(), db=self.dbs["records"])
         if raw is None:
             return None
-        rec = load_record(raw, self.shared.client_id)
+        rec = load_record(bytes(raw), self.shared.client_id)
         self.shared.cache.put(key, rec)
         return rec
 
@@ -113,7 +113,8 @@ class WriteContext:
         feed_no = int(msgpack.unpackb(txn.get(layout.META_FEED, b"\x00", db=dbs["meta"]))) + 1
         txn.put(layout.META_FEED, msgpack.packb(feed_no), db=dbs["meta"])
         txn.put(layout.SEQ.pack(feed_no),
-                msgpack.packb([delta.origin, delta.scope, delta.seq, delta.key]), db=dbs["feed"])
+                msgpack.packb([delta.origin, delta.scope, delta.seq, delta.key, delta.hlc]),
+                db=dbs["feed"])
         self._item_events.append(
             FeedEvent(feed_no, delta.key, delta.scope, delta.origin, delta.seq, delta.hlc)
         )
@@ -145,8 +146,9 @@ class WriteContext:
 
 def pack_view(scope: str, hlc: int, user: str, data: dict[str, Any]) -> bytes:
     """Encode a materialized view."""
-    return msgpack.packb({"scope": scope, "hlc": hlc, "user": user, "data": data},
-                         use_bin_type=True)
+    out: bytes = msgpack.packb({"scope": scope, "hlc": hlc, "user": user, "data": data},
+                               use_bin_type=True)
+    return out
 
 
 def index_values(fn: IndexFn, data: dict[str, Any] | None) -> set[str]:

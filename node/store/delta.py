@@ -79,10 +79,11 @@ class Delta:
 
 def signing_bytes(d: Delta | _Unsigned) -> bytes:
     """Return the canonical bytes an Ed25519 signature covers."""
-    return msgpack.packb(
+    out: bytes = msgpack.packb(
         [DOMAIN, d.origin, d.scope, d.seq, d.prev, d.key, d.update, d.user, d.hlc],
         use_bin_type=True,
     )
+    return out
 
 
 def delta_hash(signed: bytes, sig: bytes) -> bytes:
@@ -121,10 +122,11 @@ def make_delta(
 
 def encode(d: Delta) -> bytes:
     """Return the msgpack envelope of a delta."""
-    return msgpack.packb(
+    out: bytes = msgpack.packb(
         [ENVELOPE_VERSION, d.origin, d.scope, d.seq, d.prev, d.key, d.update, d.user, d.hlc, d.sig],
         use_bin_type=True,
     )
+    return out
 
 
 def decode(raw: bytes) -> Delta:

@@ -11,7 +11,7 @@ readers and ``verify`` agree on it.
     vv          origin | scope -> [seq, head hash]   (version vector)
     pending     like log: remote deltas held back until their predecessor arrives
     quarantine  origin | scope \0 | seq(8) | hash -> [envelope, reason]
-    feed        local arrival number(8) -> [origin, scope, seq, record key]
+    feed        local arrival number(8) -> [origin, scope, seq, record key, hlc]
     blobs       sha256 -> bytes
 """
 

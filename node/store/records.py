@@ -56,7 +56,9 @@ class LiveRecord:
 
     def state(self) -> bytes:
         """Return the encoded record for the ``records`` database."""
-        return msgpack.packb([self.scope, self.doc.get_update(), self.parked], use_bin_type=True)
+        out: bytes = msgpack.packb([self.scope, self.doc.get_update(), self.parked],
+                                   use_bin_type=True)
+        return out
 
     def view(self) -> dict[str, Any]:
         """Return the record as a plain dict."""

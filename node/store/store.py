@@ -326,13 +326,13 @@ class Store:
 
     def feed_since(self, feed_no: int, limit: int = 1000) -> list[FeedEvent]:
         """Return stored feed events after local arrival number ``feed_no``."""
-        out = []
+        out: list[FeedEvent] = []
         with self.env.begin() as txn, txn.cursor(db=self._dbs["feed"]) as cur:
             if not cur.set_range(layout.SEQ.pack(feed_no + 1)):
                 return out
             for kb, raw in cur:
-                origin, scope, seq, key = msgpack.unpackb(raw, raw=False)
-                out.append(FeedEvent(layout.SEQ.unpack(kb)[0], key, scope, origin, seq, 0))
+                origin, scope, seq, key, hlc = msgpack.unpackb(raw, raw=False)
+                out.append(FeedEvent(layout.SEQ.unpack(kb)[0], key, scope, origin, seq, hlc))
                 if len(out) >= limit:
                     break
         return out
@@ -368,7 +368,7 @@ class Store:
 
     def quarantined(self) -> list[dict[str, Any]]:
         """Return the quarantined deltas (forks, scope conflicts) with reasons."""
-        out = []
+        out: list[dict[str, Any]] = []
         with self.env.begin() as txn, txn.cursor(db=self._dbs["quarantine"]) as cur:
             for _kb, raw in cur:
                 envelope, reason = msgpack.unpackb(raw, raw=False)

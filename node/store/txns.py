@@ -85,7 +85,7 @@ def apply_delta_txn(
     head_seq, head_hash = ctx.head(d.origin, d.scope)
     if d.seq <= head_seq:
         stored = ctx.txn.get(layout.log_key(d.origin, d.scope, d.seq), db=ctx.dbs["log"])
-        if stored is not None and decode(stored).hash == d.hash:
+        if stored is not None and decode(bytes(stored)).hash == d.hash:
             return ApplyResult(ApplyStatus.DUPLICATE)
         _quarantine(ctx, d, "fork")
         return ApplyResult(ApplyStatus.FORKED, "fork")
@@ -102,7 +102,7 @@ def apply_delta_txn(
         if held is None:
             break
         ctx.txn.delete(nxt_key, db=ctx.dbs["pending"])
-        nxt = decode(held)
+        nxt = decode(bytes(held))
         if nxt.prev != d.hash:
             _quarantine(ctx, nxt, "fork")
             break
@@ -168,6 +168,6 @@ def reindex_txn(ctx: WriteContext) -> int:
     with txn.cursor(db=dbs["views"]) as cur:
         for kb, raw in cur:
             data = msgpack.unpackb(raw, raw=False)["data"]
-            ctx.reindex(kb.decode(), None, data)
+            ctx.reindex(bytes(kb).decode(), None, data)
             written += 1
     return written
