@@ -61,7 +61,7 @@ def test_bad_file_names_file_field_and_reason(tmp_path: Path, text: str, needle:
 
 def test_bad_env_override_is_reported(tmp_path: Path) -> None:
     write_config(tmp_path, NodeConfig())
-    with pytest.raises(ConfigError, match="http.port"):
+    with pytest.raises(ConfigError, match=r"http\.port"):
         load_config(tmp_path, {"NODE_HTTP_PORT": "abc"})
 
 
