@@ -395,52 +395,167 @@ def rss_step(records: int, writers: int) -> dict[str, Any]:
 
 
 PROFILE_ROWS: tuple[tuple[str, str, str], ...] = (
-    # (label, file substring, function name) — cumulative time of the function
-    ("whole batch (_run_batch)", "writer.py", "_run_batch"),
-    ("  nested txn begin (env.begin)", "~", "<method 'begin' of 'lmdb.Environment' objects>"),
-    ("  txn commit (nested + 1 durable/batch)", "~",
-     "<method 'commit' of 'lmdb.Transaction' objects>"),
+    # (label, file substring, function name): cumulative time of that function
+    ("whole batch (Writer._run_batch)", "writer.py", "_run_batch"),
+    ("  env.begin (nested txn per item + 1 outer)", "~",
+     "<method 'begin' of 'Environment' objects>"),
+    ("  txn.commit (nested per item + 1 durable)", "~",
+     "<method 'commit' of 'Transaction' objects>"),
     ("  change_txn", "txns.py", "change_txn"),
-    ("    check_key", "delta.py", "check_key"),
-    ("    ctx.load (DocCache)", "context.py", "load"),
-    ("    mutate (put's closure, pycrdt Map)", "store.py", "mutate"),
-    ("    Doc.transaction enter/exit", "_doc.py", "transaction"),
-    ("    Doc.get_state", "_doc.py", "get_state"),
-    ("    Doc.get_update", "_doc.py", "get_update"),
+    ("    check_key (regex)", "delta.py", "check_key"),
+    ("    ctx.load (DocCache hit)", "context.py", "load"),
+    ("    mutate (put's closure: 5 Map.get, 1 set)", "store.py", "mutate"),
+    ("    Doc.get_state (before/after)", "_doc.py", "get_state"),
+    ("    Doc.get_update (delta + full state)", "_doc.py", "get_update"),
     ("    ctx.head (vv get + unpack)", "context.py", "head"),
+    ("    HybridClock.now", "hlc.py", "now"),
     ("    make_delta", "delta.py", "make_delta"),
     ("      Identity.sign (Ed25519)", "identity.py", "sign"),
-    ("      signing_bytes (msgpack)", "delta.py", "signing_bytes"),
     ("    ctx.append", "context.py", "append"),
     ("      encode (envelope)", "delta.py", "encode"),
-    ("      Delta.hash (repacks + sha256)", "delta.py", "hash"),
+    ("      Delta.hash (repack + sha256)", "delta.py", "hash"),
     ("      LiveRecord.state (full doc update)", "records.py", "state"),
-    ("      _write_view", "context.py", "_write_view"),
-    ("      reindex", "context.py", "reindex"),
-    ("    LiveRecord.view (materialize)", "records.py", "view"),
-    ("      normalize", "records.py", "normalize"),
-    ("  msgpack packb (all)", "~", "<built-in method msgpack._cmsgpack.packb>"),
-    ("  msgpack unpackb (all)", "~", "<built-in method msgpack._cmsgpack.unpackb>"),
-    ("  lmdb put (all)", "~", "<method 'put' of 'lmdb.Transaction' objects>"),
-    ("  lmdb get (all)", "~", "<method 'get' of 'lmdb.Transaction' objects>"),
-    ("  crypto_sign (C)", "bindings", "crypto_sign"),
-    ("  ctx.before_commit", "context.py", "before_commit"),
-    ("  Store._finish_batch (feed)", "store.py", "_finish_batch"),
+    ("      _write_view (old view + view + pack)", "context.py", "_write_view"),
+    ("    LiveRecord.view (all calls)", "records.py", "view"),
+    ("  pycrdt Doc.transaction enter+exit (all)", "_transaction.py", "__exit__"),
+    ("  msgpack packb (all)", "msgpack", "packb"),
+    ("  lmdb put (all)", "~", "<method 'put' of 'Transaction' objects>"),
+    ("  lmdb get (all)", "~", "<method 'get' of 'Transaction' objects>"),
     ("  Writer._resolve (call_soon_threadsafe)", "writer.py", "_resolve"),
 )
 
 
+def micro_timings(say: Callable[[str], None]) -> None:
+    """Time the pieces of one change in isolation, without a profiler."""
+    import timeit
+
+    from node.store.context import pack_view
+    from node.store.delta import encode, make_delta
+    from node.store.records import new_record, normalize
+
+    rec = new_record(SCOPE, (1 << 52) | 7)
+    for _ in range(20):  # a record with some history, as in the benchmark
+        f = candidate_fields(7)
+        with rec.doc.transaction(origin="local"):
+            for k, v in f.items():
+                if rec.root.get(k) != v:
+                    rec.root[k] = v
+    ident = Identity.generate()
+    msg = os.urandom(180)
+    view = rec.view()
+    packed_view = pack_view(SCOPE, 1, "", view)
+    delta = make_delta(ident, scope=SCOPE, seq=9, prev=bytes(32), key="candidates/7",
+                       update=os.urandom(60), user="", hlc=1)
+
+    def put_mutate() -> None:
+        f = candidate_fields(7)
+        with rec.doc.transaction(origin="local"):
+            for k, v in f.items():
+                if rec.root.get(k) != v:
+                    rec.root[k] = v
+
+    plain = dict(view)
+
+    def diff_mutate() -> None:
+        f = candidate_fields(7)
+        with rec.doc.transaction(origin="local"):
+            for k, v in f.items():
+                if plain.get(k) != v:
+                    rec.root[k] = v
+                    plain[k] = v
+
+    def view_one_txn() -> Any:
+        with rec.doc.transaction():
+            return normalize(rec.root.to_py())
+
+    import json
+
+    def view_json() -> Any:
+        return normalize(json.loads(str(rec.root)))
+
+    def nested_txn_cost() -> None:
+        with tmpdir("micro") as d:
+            env = lmdb.open(str(d), map_size=256 * 1024**2, sync=False)
+            try:
+                n = 20_000
+                txn = env.begin(write=True)
+                t = time.perf_counter()
+                for i in range(n):
+                    env.begin(write=True, parent=txn).commit()
+                el = time.perf_counter() - t
+                txn.abort()
+            finally:
+                env.close()
+        say(f"    {'empty nested LMDB txn begin+commit':52s} {el / n * 1e6:7.1f} us")
+
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("LiveRecord.view() (called 2x per change)", rec.view),
+        ("  same, inside one doc.transaction()", view_one_txn),
+        ("  same, normalize(json.loads(str(root)))", view_json),
+        ("put() mutate: 5 Map.get + 1 set, in a txn", put_mutate),
+        ("  same, diffed against a cached plain view", diff_mutate),
+        ("Doc.get_state()", rec.doc.get_state),
+        ("LiveRecord.state() (full doc encode)", rec.state),
+        ("Identity.sign (Ed25519, 180 B)", lambda: ident.sign(msg)),
+        ("make_delta (signing_bytes + sign)", lambda: make_delta(
+            ident, scope=SCOPE, seq=9, prev=bytes(32), key="candidates/7",
+            update=b"u" * 60, user="", hlc=1)),
+        ("encode(delta)", lambda: encode(delta)),
+        ("Delta.hash", lambda: delta.hash),
+        ("pack_view", lambda: pack_view(SCOPE, 1, "", view)),
+        ("unpackb(old view)", lambda: msgpack.unpackb(packed_view, raw=False)),
+    ]
+    say("  unprofiled micro-timings of the pieces (best of 3, in isolation):")
+    for label, fn in rows:
+        n = 3000
+        best = min(timeit.repeat(fn, number=n, repeat=3)) / n
+        say(f"    {label:52s} {best * 1e6:7.1f} us")
+    nested_txn_cost()
+
+
 async def profile_500(cfg: Config, say: Callable[[str], None]) -> None:
+    """Profile the writer thread at 500 writers; print per-change costs."""
     writers = GOAL_WRITERS
+    durable = [0.0, 0]
     with tmpdir("profile") as d:
         store = Store(d, Identity.generate(), StoreOptions())
         store.open()
         try:
             await prime(store, writers)
+            writer = store.writer
+            # Time the durable outer commit: from the end of ctx.before_commit (called
+            # right before txn.commit) to the start of finish_batch (called right after).
+            make_ctx, finish = writer._make_context, writer._finish_batch
+            mark = [0.0]
+
+            def make_context(txn: lmdb.Transaction) -> Any:
+                ctx = make_ctx(txn)
+                before = ctx.before_commit
+
+                def before_commit() -> None:
+                    before()
+                    mark[0] = time.perf_counter()
+                ctx.before_commit = before_commit
+                return ctx
+
+            def finish_batch(ctx: Any, committed: bool) -> None:
+                durable[0] += time.perf_counter() - mark[0]
+                durable[1] += 1
+                finish(ctx, committed)
+
+            writer._make_context = make_context  # type: ignore[method-assign]
+            writer._finish_batch = finish_batch  # type: ignore[method-assign]
             meter = WriterMeter(store)
-            plain = await run_level(store, meter, writers, cfg)
+            await write_phase(store, writers, cfg.warmup, cfg.max_writes)
+            durable[:] = [0.0, 0]
+            b0, w0, c0 = meter.snapshot()
+            loop_cpu = time.thread_time()
+            plain = await write_phase(store, writers, cfg.seconds, cfg.max_writes)
+            loop_cpu = time.thread_time() - loop_cpu
+            b1, w1, c1 = meter.snapshot()
+            plain_durable = list(durable)
             prof = cProfile.Profile()
-            orig = store.writer._run_batch
+            orig = writer._run_batch
 
             def run_batch(batch: list[Any]) -> None:
                 prof.enable()
@@ -449,34 +564,40 @@ async def profile_500(cfg: Config, say: Callable[[str], None]) -> None:
                 finally:
                     prof.disable()
 
-            store.writer._run_batch = run_batch  # type: ignore[method-assign]
+            writer._run_batch = run_batch  # type: ignore[method-assign]
             res = await write_phase(store, writers, cfg.seconds, cfg.max_writes)
         finally:
             store.close()
+    n = plain.writes
+    say(f"500 writers, unprofiled: {plain.rate:,.0f} writes/s, {n / max(1, b1 - b0):.0f} "
+        f"changes/batch; writer thread busy {(w1 - w0) / plain.elapsed * 100:.0f}% of wall "
+        f"time, {(w1 - w0) / n * 1e6:.0f} us wall / {(c1 - c0) / n * 1e6:.0f} us CPU per "
+        f"change; durable outer commit {plain_durable[0] / max(1, plain_durable[1]) * 1e3:.2f}"
+        f" ms/batch = {plain_durable[0] / n * 1e6:.1f} us per change; event-loop thread "
+        f"{loop_cpu / n * 1e6:.0f} us CPU per change (shares the GIL)")
     changes = res.writes
-    say(f"500 writers unprofiled: {plain.rate:,.0f} writes/s, writer thread "
-        f"{plain.writer_wall / plain.writes * 1e6:.0f} us wall / "
-        f"{plain.writer_cpu / plain.writes * 1e6:.0f} us CPU per change, "
-        f"busy {plain.writer_wall / plain.elapsed * 100:.0f}% of the time, "
-        f"{plain.writes / max(1, plain.batches):.0f} changes/batch")
-    say(f"500 writers under cProfile: {res.rate:,.0f} writes/s ({changes:,} changes); "
-        "per-change times below include cProfile overhead (Python calls cost more)")
+    say(f"500 writers, writer thread under cProfile: {res.rate:,.0f} writes/s "
+        f"({changes:,} changes). Times include cProfile overhead, which inflates "
+        "many small Python calls (pycrdt wrappers) more than C work (signing, LMDB):")
     st = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    say(f"  {'cumulative per change':44s} {'us':>8s} {'calls/chg':>10s}")
+    total = sum(v[3] for (f, _l, fn), v in st.items() if fn == "_run_batch")
+    say(f"  {'cumulative, per change':48s} {'us':>7s} {'share':>6s} {'calls':>6s}")
     for label, where, name in PROFILE_ROWS:
         ct = 0.0
         nc = 0
-        for (file, _line, func), (_cc, n, _tt, cum, _callers) in st.items():
+        for (file, _line, func), (_cc, calls, _tt, cum, _callers) in st.items():
             if func == name and where in file:
                 ct += cum
-                nc += n
+                nc += calls
         if nc:
-            say(f"  {label:44s} {ct / changes * 1e6:8.1f} {nc / changes:10.2f}")
-    say("  top 15 by own time:")
-    rows = sorted(st.items(), key=lambda kv: kv[1][2], reverse=True)[:15]
-    for (file, line, func), (_cc, n, tt, _ct, _c) in rows:
-        where = f"{Path(file).name}:{line}" if file != "~" else ""
-        say(f"    {tt / changes * 1e6:7.1f} us  {n / changes:5.2f}x  {func[:60]} {where}")
+            say(f"  {label:48s} {ct / changes * 1e6:7.1f} {ct / total * 100:5.0f}% "
+                f"{nc / changes:6.2f}")
+    say("  top 12 functions by own time, per change:")
+    rows = sorted(st.items(), key=lambda kv: kv[1][2], reverse=True)[:12]
+    for (file, line, func), (_cc, calls, tt, _ct, _c) in rows:
+        where = f"{Path(file).parent.name}/{Path(file).name}:{line}" if file != "~" else ""
+        say(f"    {tt / changes * 1e6:7.1f} us {calls / changes:6.2f}x  {func[:56]} {where}")
+    micro_timings(say)
 
 
 # --- report ---------------------------------------------------------------------------

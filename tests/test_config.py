@@ -69,3 +69,11 @@ def test_sections_are_strict_models() -> None:
     for _name, _desc, model in _sections():
         assert issubclass(model, Section)
         assert model.model_config.get("extra") == "forbid"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, _desc, model in _sections():
+        for fname in model.model_fields:
+            assert f"`{name}.{fname}`" in readme, f"README does not document {name}.{fname}"
+            assert f"`NODE_{name.upper()}_{fname.upper()}`" in readme
