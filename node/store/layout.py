@@ -13,6 +13,7 @@ readers and ``verify`` agree on it.
     quarantine  origin | scope \0 | seq(8) | hash -> [envelope, reason]
     feed        local arrival number(8) -> [origin, scope, seq, record key, hlc]
     blobs       sha256 -> bytes
+    signers     Ed25519 public key -> certificate chain (interpreted by node.trust)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import struct
 
 DB_NAMES = (
     "meta", "records", "views", "idx", "log", "vv", "pending", "quarantine", "feed", "blobs",
+    "signers",
 )
 SEQ = struct.Struct(">Q")
 

@@ -40,6 +40,23 @@ class ApplyStatus(StrEnum):
     REJECTED = "rejected"
 
 
+@dataclass(slots=True)
+class ChainResult:
+    """What applying a run of one chain's deltas did."""
+
+    applied: int = 0
+    duplicate: int = 0
+    forked: int = 0
+    rejected: int = 0
+    reason: str = ""
+    head: int = 0  # the chain's last contiguous seq on this node afterwards
+    conflicts: list[str] = field(default_factory=list)
+
+    def refuse(self, reason: str) -> None:
+        self.rejected += 1
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     """What applying one delta from elsewhere did."""

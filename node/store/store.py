@@ -26,12 +26,14 @@ from node.store.delta import Delta, decode
 from node.store.feed import Feed
 from node.store.hlc import HybridClock
 from node.store.records import DELETED, DocCache
-from node.store.results import ApplyResult, ChangeResult, FeedEvent
+from node.store.results import ApplyResult, ChainResult, ChangeResult, FeedEvent
 from node.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
 STORE_DIR = "store"
+
+TrustPolicy = Callable[[lmdb.Transaction, bytes, str, int], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Store:
         self._writer: Writer | None = None
         self._shared: Shared | None = None
         self.feed = Feed()
-        self._trust_extra: Callable[[bytes, str], str | None] | None = None
+        self._trust_extra: TrustPolicy | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -210,6 +212,24 @@ class Store:
                 for raw in envelopes]
         return list(await asyncio.gather(*futs))
 
+    async def apply_chain(self, origin: bytes, scope: str, items: list[Any]) -> ChainResult:
+        """Apply a run of one chain's deltas in wire form; see ``txns.apply_chain_txn``."""
+        result: ChainResult = await self.writer.submit(
+            txns.apply_chain_txn, origin, scope, items, self.allowed)
+        return result
+
+    def apply_chain_sync(self, origin: bytes, scope: str, items: list[Any]) -> ChainResult:
+        """``apply_chain`` for code outside an event loop (bundle import)."""
+        result: ChainResult = self.writer.call(
+            txns.apply_chain_txn, origin, scope, items, self.allowed)
+        return result
+
+    def chain_items(self, origin: bytes, scope: str, after: int = 0,
+                    limit: int = 1000) -> list[list[Any]]:
+        """Return up to ``limit`` deltas after ``after`` in wire form (no prev)."""
+        return [[d.seq, d.key, d.update, d.user, d.hlc, d.sig]
+                for d in self.deltas(origin, scope, after, limit)]
+
     def apply_remote_sync(self, envelopes: Iterable[bytes]) -> list[ApplyResult]:
         """``apply_remote`` for code that runs outside an event loop (CLI)."""
         return [self.writer.call(txns.apply_delta_txn, raw, self.allowed) for raw in envelopes]
@@ -223,19 +243,52 @@ class Store:
         """Accept deltas signed by ``public_key`` (blocking; CLI and tests)."""
         self.writer.call(txns.trust_txn, public_key, label)
 
-    def set_trust_policy(self, policy: Callable[[bytes, str], str | None]) -> None:
-        """Install an extra check of (origin, scope), e.g. certificates and revocations."""
+    def set_trust_policy(self, policy: TrustPolicy) -> None:
+        """Install the check of signers (certificates, revocations; see node.trust)."""
         self._trust_extra = policy
 
-    def allowed(self, origin: bytes, scope: str) -> str | None:
-        """Return None if ``origin`` may sign deltas in ``scope``, else why not."""
-        if origin != self.identity.public_key:
-            with self.env.begin() as txn:
-                if txn.get(layout.META_TRUST_PREFIX + origin, db=self._dbs["meta"]) is None:
-                    return "unknown_signer"
+    def allowed(self, origin: bytes, scope: str, hlc: int = 0,
+                txn: lmdb.Transaction | None = None) -> str | None:
+        """Return None if ``origin`` may sign deltas in ``scope`` at ``hlc``, else why not.
+
+        The node's own key and keys given to ``trust`` are accepted; any other
+        signer is decided by the installed trust policy, or refused.
+        """
+        if txn is None:
+            with self.env.begin() as own:
+                return self.allowed(origin, scope, hlc, own)
+        if origin == self.identity.public_key or \
+                txn.get(layout.META_TRUST_PREFIX + origin, db=self._dbs["meta"]) is not None:
+            return None
         if self._trust_extra is not None:
-            return self._trust_extra(origin, scope)
-        return None
+            return self._trust_extra(txn, origin, scope, hlc)
+        return "unknown_signer"
+
+    async def add_signers(self, signers: list[tuple[bytes, bytes]]) -> None:
+        """Store (public key, certificate chain) pairs already verified by the caller."""
+        await self.writer.submit(txns.put_signers_txn, signers)
+
+    def add_signers_sync(self, signers: list[tuple[bytes, bytes]]) -> None:
+        """``add_signers`` for code outside an event loop."""
+        self.writer.call(txns.put_signers_txn, signers)
+
+    def signer(self, public_key: bytes, txn: lmdb.Transaction | None = None) -> bytes | None:
+        """Return the stored certificate chain blob of a signer, or None."""
+        if txn is None:
+            with self.env.begin() as own:
+                return self.signer(public_key, own)
+        raw = txn.get(public_key, db=self._dbs["signers"])
+        return None if raw is None else bytes(raw)
+
+    def signers(self) -> dict[bytes, bytes]:
+        """Return every stored signer."""
+        with self.env.begin() as txn:
+            return {bytes(k): bytes(v) for k, v in txn.cursor(db=self._dbs["signers"])}
+
+    def view_in(self, txn: lmdb.Transaction, key: str) -> View | None:
+        """Return the view of ``key`` inside an open transaction (for trust policies)."""
+        raw = txn.get(key.encode(), db=self._dbs["views"])
+        return None if raw is None else _view(key.encode(), bytes(raw))
 
     def rebuild_indexes(self) -> int:
         """Rebuild all secondary indexes (blocking)."""

@@ -19,7 +19,7 @@ from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
 from node.store.records import new_record
-from node.store.results import ApplyResult, ApplyStatus, ChangeResult
+from node.store.results import ApplyResult, ApplyStatus, ChainResult, ChangeResult
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,20 @@ def change_txn(
     return ChangeResult(key, rec.scope, True, delta.seq, delta.hlc, rec.view(), value)
 
 
-def apply_delta_txn(
-    ctx: WriteContext, raw: bytes, allowed: Callable[[bytes, str], str | None]
-) -> ApplyResult:
+Allowed = Callable[[bytes, str, int, Any], "str | None"]
+
+
+def apply_delta_txn(ctx: WriteContext, raw: bytes, allowed: Allowed) -> ApplyResult:
     """Verify and apply one delta received from elsewhere (the replication path).
 
-    ``allowed(origin, scope)`` returns None when the signer may write that
-    scope, else the reason it may not. Replays are no-ops; a gap holds the
+    ``allowed(origin, scope, hlc, txn)`` returns None when the signer may
+    write that scope, else the reason it may not. Replays are no-ops; a gap holds the
     delta back until its predecessor arrives; a second, different delta for a
     (origin, scope, seq) already held is a fork and is quarantined.
     """
     try:
         d = decode(raw)
-        reason = allowed(d.origin, d.scope)
+        reason = allowed(d.origin, d.scope, d.hlc, ctx.txn)
         if reason is not None:
             raise DeltaRejected(f"signer may not write scope {d.scope}: {reason}", reason=reason)
         d.verify()
@@ -95,8 +96,14 @@ def apply_delta_txn(
         _quarantine(ctx, d, "fork")
         return ApplyResult(ApplyStatus.FORKED, "fork")
     conflicts = _integrate(ctx, d)
+    released, _head = _release_held(ctx, d, conflicts)
+    return ApplyResult(ApplyStatus.APPLIED, released=released, conflicts=conflicts)
+
+
+def _release_held(ctx: WriteContext, d: Delta, conflicts: list[str]) -> tuple[int, Delta]:
+    """Let through the held-back deltas that ``d`` unblocked; return (count, new head)."""
     released = 0
-    while True:  # let through the held-back deltas this one unblocked
+    while True:
         nxt_key = layout.log_key(d.origin, d.scope, d.seq + 1)
         held = ctx.txn.get(nxt_key, db=ctx.dbs["pending"])
         if held is None:
@@ -109,7 +116,68 @@ def apply_delta_txn(
         conflicts += _integrate(ctx, nxt)
         released += 1
         d = nxt
-    return ApplyResult(ApplyStatus.APPLIED, released=released, conflicts=conflicts)
+    return released, d
+
+
+def apply_chain_txn(
+    ctx: WriteContext, origin: bytes, scope: str, items: list[Any], allowed: Allowed
+) -> ChainResult:
+    """Apply consecutive deltas of one (origin, scope) chain sent without ``prev``.
+
+    The wire and bundle form of a chain omits each delta's ``prev`` (32 bytes
+    each): the receiver supplies the hash of the delta it holds before it, and
+    the signature, which covers ``prev``, proves the link. Items are
+    ``[seq, key, update, user, hlc, sig]``. Stops at the first gap or refusal.
+    """
+    out = ChainResult()
+    try:
+        if not isinstance(origin, bytes) or len(origin) != 32:
+            raise DeltaRejected("origin is not an Ed25519 public key", reason="malformed")
+        check_scope(scope)
+    except DeltaRejected as e:
+        out.refuse(e.reason)
+        return out
+    head_seq, head_hash = ctx.head(origin, scope)
+    last: Delta | None = None
+    for item in items:
+        try:
+            seq, key, update, user, hlc, sig = item
+            prev = head_hash if seq == head_seq + 1 else None
+            if seq <= head_seq:
+                raw = ctx.txn.get(layout.log_key(origin, scope, seq), db=ctx.dbs["log"])
+                if raw is None:
+                    raise DeltaRejected("chain head points past the log", reason="corrupt")
+                stored = decode(bytes(raw))
+                prev = stored.prev
+            elif prev is None:
+                out.refuse("gap")
+                break
+            d = decode(encode(Delta(origin, scope, seq, prev, key, update, user, hlc, sig)))
+            reason = allowed(origin, scope, hlc, ctx.txn)
+            if reason is not None:
+                raise DeltaRejected(f"signer may not write scope {scope}: {reason}",
+                                    reason=reason)
+            d.verify()
+        except (DeltaRejected, ValueError, TypeError) as e:
+            reason = e.reason if isinstance(e, DeltaRejected) else "malformed"
+            log.warning("chain delta rejected (%s) scope=%s", reason, scope)
+            out.refuse(reason)
+            break
+        if seq <= head_seq:
+            if d.hash == stored.hash:
+                out.duplicate += 1
+            else:
+                _quarantine(ctx, d, "fork")
+                out.forked += 1
+            continue
+        out.conflicts += _integrate(ctx, d)
+        out.applied += 1
+        head_seq, head_hash, last = d.seq, d.hash, d
+    if last is not None:
+        released, _ = _release_held(ctx, last, out.conflicts)
+        out.applied += released
+    out.head = ctx.head(origin, scope)[0]
+    return out
 
 
 def _integrate(ctx: WriteContext, d: Delta) -> list[str]:
@@ -151,6 +219,14 @@ def put_blob_txn(ctx: WriteContext, data: bytes) -> str:
     digest = hashlib.sha256(data).digest()
     ctx.txn.put(digest, data, db=ctx.dbs["blobs"], overwrite=False)
     return digest.hex()
+
+
+def put_signers_txn(ctx: WriteContext, signers: list[tuple[bytes, bytes]]) -> None:
+    """Store verified (public key, certificate chain) pairs."""
+    for public_key, chain in signers:
+        if len(public_key) != 32:
+            raise StoreError("an Ed25519 public key is 32 bytes")
+        ctx.txn.put(public_key, chain, db=ctx.dbs["signers"])
 
 
 def trust_txn(ctx: WriteContext, public_key: bytes, label: str) -> None:

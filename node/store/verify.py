@@ -86,7 +86,7 @@ def _check_chains(store: Store, txn: Any, dbs: dict[str, Any],
             continue
         if (d.origin, d.scope, d.seq) != (origin, scope, seq):
             report.problem(f"{where}: stored under the wrong log key")
-        reason = store.allowed(d.origin, d.scope)
+        reason = store.allowed(d.origin, d.scope, d.hlc, txn)
         if reason is not None:
             report.problem(f"{where}: signer not allowed ({reason})")
         last_seq, last_hash = heads.get((origin, scope), (0, GENESIS))

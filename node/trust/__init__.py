@@ -1,0 +1,1 @@
+"""Trust: the authority, node certificates, join tokens (DESIGN.md section 3)."""
