@@ -74,6 +74,20 @@ class DiscoverySection(Section):
         return v
 
 
+class ReplicationSection(Section):
+    port: int = Field(8701, ge=0, le=65535,
+                      description="TCP port of the mutually authenticated TLS peer channel "
+                                  "(on http.host); 0 picks a free port.")
+    heartbeat: float = Field(2.0, gt=0, description="Seconds between pings on a peer session.")
+    dead_after: float = Field(
+        10.0, gt=0, description="Seconds of silence after which a peer session is dropped.")
+    batch: int = Field(500, ge=1, le=10_000, description="Most deltas in one message.")
+    window: int = Field(
+        8, ge=1, le=1000, description="Most unacknowledged messages in flight per peer.")
+    backoff_max: float = Field(
+        10.0, gt=0, description="Longest wait, in seconds, between reconnection attempts.")
+
+
 class StoreSection(Section):
     map_size_mb: int = Field(
         8192, ge=16, description="Largest size the LMDB file may grow to, in MiB (sparse).")
@@ -95,6 +109,8 @@ class NodeConfig(Section):
     http: HttpSection = Field(default_factory=HttpSection, description="HTTP API and pages.")
     discovery: DiscoverySection = Field(
         default_factory=DiscoverySection, description="Finding peers.")
+    replication: ReplicationSection = Field(
+        default_factory=ReplicationSection, description="Peer sessions.")
     store: StoreSection = Field(default_factory=StoreSection, description="LMDB store.")
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
 

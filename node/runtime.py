@@ -17,8 +17,10 @@ from aiohttp import web
 from node.api.app import build_app
 from node.config import NodeConfig, load_config
 from node.identity import Identity
+from node.replication.lifecycle import replication_ctx
 from node.services.system import NodeContext
 from node.store import Store, StoreOptions
+from node.trust.material import load_trust
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,13 @@ def store_options(config: NodeConfig) -> StoreOptions:
                         cache_size=s.cache_size, max_pending=s.max_pending)
 
 
-def open_context(data_dir: Path) -> NodeContext:
-    """Load config and identity of ``data_dir`` (the store is not opened yet)."""
+def open_context(data_dir: Path, *, with_trust: bool = True) -> NodeContext:
+    """Load config, identity and trust of ``data_dir`` (the store is not opened yet)."""
     config = load_config(data_dir)
     identity = Identity.load(data_dir)
+    trust = load_trust(data_dir) if with_trust else None
     return NodeContext(data_dir, config, identity,
-                       Store(data_dir, identity, store_options(config)))
+                       Store(data_dir, identity, store_options(config)), trust)
 
 
 class RunningNode:
@@ -43,7 +46,7 @@ class RunningNode:
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
-        self.app = build_app(ctx)
+        self.app = build_app(ctx, subsystems=[replication_ctx(ctx)])
         cfg = ctx.config.http
         self.runner = web.AppRunner(
             self.app, access_log=logging.getLogger("examnode.access") if cfg.access_log else None,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from node import __version__
-from node.api import docs, health
+from node.api import cluster, docs, health
 from node.api.errors import MAX_BODY, Handler, error_middleware
 from node.api.keys import NODE, SCHEMA
 from node.api.routing import RouteTable, openapi, register
@@ -24,7 +24,7 @@ from node.services.system import NodeContext
 log = logging.getLogger(__name__)
 
 KIOSK_DIR = Path(__file__).resolve().parent.parent.parent / "kiosk"
-ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes]
+ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes, cluster.routes]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -84,7 +84,9 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 
 def build_app(ctx: NodeContext, *, extra_tables: list[RouteTable] | None = None,
-              manage_store: bool = True) -> web.Application:
+              manage_store: bool = True,
+              subsystems: list[Callable[[web.Application], AsyncIterator[None]]] | None = None,
+              ) -> web.Application:
     """Return the node's web application."""
     cfg = ctx.config.http
     middlewares = [security_headers, error_middleware]
@@ -100,4 +102,6 @@ def build_app(ctx: NodeContext, *, extra_tables: list[RouteTable] | None = None,
     app.router.add_static("/kiosk", KIOSK_DIR, show_index=False)
     if manage_store:
         app.cleanup_ctx.append(_store_ctx)
+    # Started in order after the store, stopped in reverse before it.
+    app.cleanup_ctx.extend(subsystems or [])
     return app

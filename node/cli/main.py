@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from node import __version__
+from node.cli import cluster
+from node.cli.errors import CliError
 from node.config import (
     CONFIG_FILE,
     DiscoverySection,
@@ -31,14 +33,6 @@ from node.errors import ConfigError, ExamnodeError
 from node.identity import KEY_FILE, Identity
 
 log = logging.getLogger(__name__)
-
-
-class CliError(Exception):
-    """A command failed; ``code`` is the exit status."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -69,8 +63,25 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CliError(f"{data} already holds a node; refusing to overwrite it")
     if data.exists() and any(data.iterdir()):
         raise CliError(f"{data} is not empty; choose a new directory")
+    provision = None
+    if args.from_file is not None:
+        from node.trust.material import read_provision
+
+        try:
+            provision = args.from_file.read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read {args.from_file}: {e.strerror}", code=2) from e
+        center = read_provision(provision)[0]
+        if args.center and args.center != center:
+            raise CliError(f"{args.from_file} provisions centre {center}, not {args.center}", 2)
+        args.center = center
+    if args.hq:
+        args.center = args.center or "HQ"
+    if not args.center:
+        raise CliError("--center is required (or --hq, or --from FILE)", code=2)
     try:
-        node = NodeSection(center=args.center, name=args.name or "")
+        node = NodeSection(center=args.center, name=args.name or "",
+                           role="hq" if args.hq else "node")
         http = HttpSection(host=args.listen[0], port=args.listen[1]) if args.listen \
             else HttpSection()
         discovery = DiscoverySection(peers=args.peer or [], mdns=args.mdns_interface != "none",
@@ -78,10 +89,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CliError(f"invalid option: {e}", code=2) from e
     config = NodeConfig(node=node, http=http, discovery=discovery)
+    if args.replication_port is not None:
+        try:
+            config.replication.port = args.replication_port
+        except ValueError as e:
+            raise CliError(f"invalid option: {e}", code=2) from e
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = Identity.generate()
     identity.save(data)
     write_config(data, config)
+    from node.trust.material import create_authority, init_from_provision
+
+    if provision is not None:
+        init_from_provision(data, identity, provision)
+    else:
+        create_authority(data, identity, config.node.center, config.node.role)
     from node.runtime import store_options
     from node.store import Store
 
@@ -181,11 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a new node", description=cmd_init.__doc__)
     _data_arg(p)
-    p.add_argument("--center", required=True, help="centre code, e.g. DEMO")
+    p.add_argument("--center", help="centre code, e.g. DEMO")
+    p.add_argument("--hq", action="store_true",
+                   help="make this node the HQ and the deployment's authority")
+    p.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                   help="provisioning file from HQ ('examnode provision'): first node of a "
+                        "centre")
     p.add_argument("--name", help="human name of this machine")
     p.add_argument("--listen", type=_listen, metavar="HOST:PORT",
                    help="API address (default 127.0.0.1:8700)")
     p.add_argument("--peer", action="append", metavar="URL", help="static peer (repeatable)")
+    p.add_argument("--replication-port", type=int, metavar="PORT",
+                   help="peer port (default 8701)")
     p.add_argument("--mdns-interface", type=_mdns_iface, default="127.0.0.1", metavar="IP|none",
                    help="interface for mDNS (default 127.0.0.1; 'none' disables mDNS)")
     p.set_defaults(func=cmd_init)
@@ -203,6 +232,40 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_verify.__doc__)
     _data_arg(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("provision", help="write a centre provisioning file (HQ)",
+                       description=cluster.cmd_provision.__doc__)
+    _data_arg(p)
+    p.add_argument("--center", required=True, help="centre code")
+    p.add_argument("--out", type=Path, required=True, help="file to write (must not exist)")
+    p.set_defaults(func=cluster.cmd_provision)
+
+    p = sub.add_parser("invite", help="print a join token for a new machine",
+                       description=cluster.cmd_invite.__doc__)
+    _data_arg(p)
+    p.add_argument("--expires", type=cluster.parse_duration, default=600, metavar="DURATION",
+                   help="how long the token is valid (default 10m; e.g. 90s, 2h, 1d)")
+    p.set_defaults(func=cluster.cmd_invite)
+
+    p = sub.add_parser("join", help="create a node from a join token",
+                       description=cluster.cmd_join.__doc__)
+    _data_arg(p)
+    p.add_argument("--token", required=True, help="the token 'examnode invite' printed")
+    p.add_argument("--name", help="human name of this machine")
+    p.add_argument("--listen", type=_listen, metavar="HOST:PORT",
+                   help="API address (default 127.0.0.1:8700)")
+    p.add_argument("--replication-port", type=int, metavar="PORT",
+                   help="peer port (default 8701)")
+    p.add_argument("--mdns-interface", type=_mdns_iface, default="127.0.0.1", metavar="IP|none",
+                   help="interface for mDNS (default 127.0.0.1; 'none' disables mDNS)")
+    p.set_defaults(func=cluster.cmd_join)
+
+    p = sub.add_parser("revoke", help="revoke a node (stolen or retired machine)",
+                       description=cluster.cmd_revoke.__doc__)
+    _data_arg(p)
+    p.add_argument("node_id", metavar="NODE_ID")
+    p.add_argument("--reason", help="why, for the audit trail")
+    p.set_defaults(func=cluster.cmd_revoke)
 
     p = sub.add_parser("config-example", help="print node.toml with every setting",
                        description=cmd_config_example.__doc__)

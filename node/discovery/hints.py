@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from zeroconf import IPVersion, ServiceInfo
 
+from node.errors import ExamnodeError
+
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_examnode._tcp.local."
@@ -41,8 +43,10 @@ _VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
-class MalformedHint(ValueError):
+class MalformedHint(ExamnodeError):
     """An advertisement (or our own settings) that does not form a valid hint."""
+
+    code = "malformed_hint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,11 @@ class PeerHint:
     port: int
     api_port: int
     version: str
+
+    @property
+    def address(self) -> str:
+        """Return ``host:port`` of the replication channel, as ``Replicator.suggest`` takes."""
+        return f"{self.host}:{self.port}"
 
     def txt(self) -> dict[str, str]:
         """Return the TXT properties that advertise this hint."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -12,6 +13,7 @@ from node import __version__
 from node.config import NodeConfig
 from node.identity import Identity
 from node.store import Store
+from node.trust.material import TrustMaterial
 
 
 @dataclass
@@ -22,7 +24,9 @@ class NodeContext:
     config: NodeConfig
     identity: Identity
     store: Store
+    trust: TrustMaterial | None = None
     started: float = field(default_factory=time.monotonic)
+    replicator: Any = None  # node.replication.manager.Replicator once started
 
     @property
     def node_id(self) -> str:

@@ -100,7 +100,8 @@ class WriteContext:
         seq, head = msgpack.unpackb(raw)
         return int(seq), bytes(head)
 
-    def append(self, delta: Delta, rec: LiveRecord | None) -> None:
+    def append(self, delta: Delta, rec: LiveRecord | None,
+               view: dict[str, Any] | None = None) -> None:
         """Store a verified delta, and the record it changed, in one step."""
         txn, dbs = self.txn, self.dbs
         txn.put(layout.log_key(delta.origin, delta.scope, delta.seq), encode(delta),
@@ -108,8 +109,9 @@ class WriteContext:
         txn.put(layout.chain_key(delta.origin, delta.scope),
                 msgpack.packb([delta.seq, delta.hash]), db=dbs["vv"])
         if rec is not None:
+            rec.stored = True
             txn.put(delta.key.encode(), rec.state(), db=dbs["records"])
-            self._write_view(delta, rec)
+            self._write_view(delta, rec, rec.view() if view is None else view)
         feed_no = int(msgpack.unpackb(txn.get(layout.META_FEED, b"\x00", db=dbs["meta"]))) + 1
         txn.put(layout.META_FEED, msgpack.packb(feed_no), db=dbs["meta"])
         txn.put(layout.SEQ.pack(feed_no),
@@ -119,14 +121,14 @@ class WriteContext:
             FeedEvent(feed_no, delta.key, delta.scope, delta.origin, delta.seq, delta.hlc)
         )
 
-    def _write_view(self, delta: Delta, rec: LiveRecord) -> None:
+    def _write_view(self, delta: Delta, rec: LiveRecord, new: dict[str, Any]) -> None:
         txn, dbs = self.txn, self.dbs
         kb = delta.key.encode()
-        old_raw = txn.get(kb, db=dbs["views"])
-        old = msgpack.unpackb(old_raw, raw=False)["data"] if old_raw else None
-        new = rec.view()
+        if self.shared.indexes.get(layout.collection_of(delta.key)):
+            old_raw = txn.get(kb, db=dbs["views"])
+            old = msgpack.unpackb(old_raw, raw=False)["data"] if old_raw else None
+            self.reindex(delta.key, old, new)
         txn.put(kb, pack_view(rec.scope, delta.hlc, delta.user, new), db=dbs["views"])
-        self.reindex(delta.key, old, new)
 
     def reindex(self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Replace the index entries of ``key`` computed from ``old`` by ``new``'s."""

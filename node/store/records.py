@@ -53,6 +53,8 @@ class LiveRecord:
     doc: Doc[Any]
     root: Map[Any]
     parked: list[bytes] = field(default_factory=list)
+    _view: dict[str, Any] | None = None  # cached plain view; None once the doc changed
+    stored: bool = True  # False for a record created in memory and not yet written
 
     def state(self) -> bytes:
         """Return the encoded record for the ``records`` database."""
@@ -61,12 +63,21 @@ class LiveRecord:
         return out
 
     def view(self) -> dict[str, Any]:
-        """Return the record as a plain dict."""
-        out = normalize(self.root.to_py())
-        return out if isinstance(out, dict) else {}
+        """Return the record as a plain dict (cached until the document changes)."""
+        if self._view is None:
+            # One read transaction for the whole map: far cheaper than one per key.
+            with self.doc.transaction():
+                out = normalize(self.root.to_py())
+            self._view = out if isinstance(out, dict) else {}
+        return dict(self._view)
+
+    def changed(self) -> None:
+        """Forget the cached view after the document changed."""
+        self._view = None
 
     def apply(self, update: bytes) -> None:
         """Apply a remote update and recompute which updates remain parked."""
+        self._view = None
         self.doc.apply_update(update)
         # Re-declare the root after applying updates (pycrdt pitfall, DESIGN.md s4).
         self.root = self.doc.get(ROOT, type=Map)
@@ -91,7 +102,7 @@ def load_record(raw: bytes, client_id: int) -> LiveRecord:
 def new_record(scope: str, client_id: int) -> LiveRecord:
     """Return an empty live record in ``scope``."""
     doc: Doc[Any] = Doc(client_id=client_id)
-    return LiveRecord(scope, doc, doc.get(ROOT, type=Map))
+    return LiveRecord(scope, doc, doc.get(ROOT, type=Map), stored=False)
 
 
 class DocCache:

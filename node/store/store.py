@@ -194,11 +194,8 @@ class Store:
     async def put(self, key: str, fields: dict[str, Any], *, scope: str | None = None,
                   user: str = "") -> ChangeResult:
         """Set plain fields of record ``key`` (creating it in ``scope``)."""
-        def mutate(root: Any) -> None:
-            for name, value in fields.items():
-                if root.get(name) != value:
-                    root[name] = value
-        return await self.change(key, mutate, scope=scope, user=user)
+        result: ChangeResult = await self.writer.submit(txns.put_txn, key, fields, scope, user)
+        return result
 
     async def delete(self, key: str, *, user: str = "") -> ChangeResult:
         """Tombstone record ``key``: it stays in the log and reads as deleted."""

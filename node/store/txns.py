@@ -18,7 +18,7 @@ from node.errors import DeltaRejected, NotFound, StoreError
 from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
-from node.store.records import new_record
+from node.store.records import LiveRecord, new_record
 from node.store.results import ApplyResult, ApplyStatus, ChainResult, ChangeResult
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,42 @@ def change_txn(
     create: bool,
 ) -> ChangeResult:
     """Apply a local change to record ``key`` and log it as one signed delta."""
+    rec = _open_for_change(ctx, key, scope, create)
+    before = rec.doc.get_state()
+    try:
+        with rec.doc.transaction(origin="local"):
+            value = mutate(rec.root)
+    finally:
+        rec.changed()
+    return _commit_local(ctx, key, rec, before, user, value)
+
+
+def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | None,
+            user: str) -> ChangeResult:
+    """Set plain fields of record ``key``, writing only those that differ."""
+    rec = _open_for_change(ctx, key, scope, True)
+    current = rec.view()
+    changes = {k: v for k, v in fields.items() if current.get(k, _MISSING) != v}
+    if not changes:
+        if not rec.stored:
+            ctx.shared.cache.drop(key)
+        return ChangeResult(key, rec.scope, False, None, None, current)
+    before = rec.doc.get_state()
+    try:
+        with rec.doc.transaction(origin="local"):
+            for name, value in changes.items():
+                rec.root[name] = value
+    finally:
+        rec.changed()
+    return _commit_local(ctx, key, rec, before, user, None)
+
+
+_MISSING = object()
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+def _open_for_change(ctx: WriteContext, key: str, scope: str | None,
+                     create: bool) -> LiveRecord:
     check_key(key)
     rec = ctx.load(key)
     if rec is None:
@@ -47,20 +83,26 @@ def change_txn(
     elif scope is not None and scope != rec.scope:
         # A record's scope is fixed when it is created (DESIGN.md section 6).
         raise StoreError(f"{key} belongs to scope {rec.scope}, not {scope}")
-    before = rec.doc.get_state()
-    with rec.doc.transaction(origin="local"):
-        value = mutate(rec.root)
-    if rec.doc.get_state() == before:
-        return ChangeResult(key, rec.scope, False, None, None, rec.view(), value)
+    return rec
+
+
+def _commit_local(ctx: WriteContext, key: str, rec: LiveRecord, before: bytes, user: str,
+                  value: Any) -> ChangeResult:
+    """Sign and store what changed in ``rec`` since state vector ``before``."""
     update = rec.doc.get_update(before)
+    if update == _EMPTY_UPDATE:
+        if not rec.stored:  # nothing was created: do not let the empty record fix a scope
+            ctx.shared.cache.drop(key)
+        return ChangeResult(key, rec.scope, False, None, None, rec.view(), value)
     shared = ctx.shared
     seq, head = ctx.head(shared.identity.public_key, rec.scope)
     delta = make_delta(
         shared.identity, scope=rec.scope, seq=seq + 1, prev=head, key=key,
         update=update, user=user, hlc=shared.clock.now(),
     )
-    ctx.append(delta, rec)
-    return ChangeResult(key, rec.scope, True, delta.seq, delta.hlc, rec.view(), value)
+    view = rec.view()
+    ctx.append(delta, rec, view)
+    return ChangeResult(key, rec.scope, True, delta.seq, delta.hlc, view, value)
 
 
 Allowed = Callable[[bytes, str, int, Any], "str | None"]
@@ -194,7 +236,7 @@ def _integrate(ctx: WriteContext, d: Delta) -> list[str]:
         ctx.append(d, None)
         return [d.key]
     rec.apply(d.update)
-    ctx.append(d, rec)
+    ctx.append(d, rec, rec.view())
     return []
 
 
