@@ -68,6 +68,13 @@ class StoreClosed(StoreError):
     code = "store_closed"
 
 
+class NodeRecovering(StoreError):
+    """A node restored from backup may not write until peers gave back its own deltas."""
+
+    status = 503
+    code = "recovering"
+
+
 class DeltaRejected(StoreError):
     """A delta from elsewhere failed verification; nothing was applied."""
 

@@ -18,9 +18,11 @@ from node.api.app import build_app
 from node.config import NodeConfig, load_config
 from node.identity import Identity
 from node.replication.lifecycle import replication_ctx
+from node.runlock import RunLock
 from node.services.system import NodeContext
 from node.store import Store, StoreOptions
 from node.trust.material import load_trust
+from node.trust.policy import TrustPolicy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,21 @@ def open_context(data_dir: Path, *, with_trust: bool = True) -> NodeContext:
                        Store(data_dir, identity, store_options(config)), trust)
 
 
+def open_offline(data_dir: Path) -> tuple[NodeContext, TrustPolicy]:
+    """Open a node's store for a CLI command, with its trust policy installed."""
+    ctx = open_context(data_dir)
+    assert ctx.trust is not None
+    ctx.store.open()
+    try:
+        policy = TrustPolicy(ctx.store, ctx.trust.root)
+        ctx.store.set_trust_policy(policy)
+        policy.admit_sync([ctx.trust.chain_der])
+    except BaseException:
+        ctx.store.close()
+        raise
+    return ctx, policy
+
+
 class RunningNode:
     """A started node: its web runner and site; ``stop`` undoes ``start``."""
 
@@ -53,19 +70,29 @@ class RunningNode:
             shutdown_timeout=cfg.shutdown_timeout, handle_signals=False,
         )
         self.url = f"http://{cfg.host}:{cfg.port}"
+        self.lock = RunLock(ctx.data_dir)
 
     async def start(self) -> None:
-        """Open the store and start listening."""
-        await self.runner.setup()
-        cfg = self.ctx.config.http
-        site = web.TCPSite(self.runner, cfg.host, cfg.port, reuse_address=True)
-        await site.start()
+        """Take the data directory's run lock, open the store and start listening."""
+        self.lock.acquire()
+        try:
+            await self.runner.setup()
+            cfg = self.ctx.config.http
+            site = web.TCPSite(self.runner, cfg.host, cfg.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await self.runner.cleanup()
+            self.lock.release()
+            raise
         log.info("node %s (centre %s) serving on %s", self.ctx.node_id, self.ctx.center,
                  self.url)
 
     async def stop(self) -> None:
         """Finish in-flight requests, then close the store."""
-        await self.runner.cleanup()
+        try:
+            await self.runner.cleanup()
+        finally:
+            self.lock.release()
         log.info("node %s stopped", self.ctx.node_id)
 
 

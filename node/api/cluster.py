@@ -8,6 +8,7 @@ join token by an HMAC over the joiner's key (``node.services.invites``).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from aiohttp import web
@@ -16,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from node.api.keys import NODE
 from node.api.parse import parse_json
 from node.api.routing import RouteTable
-from node.errors import ExamnodeError
+from node.errors import ExamnodeError, PayloadTooLarge
 from node.services import invites
+from node.trust.certs import der
 
 routes = RouteTable("cluster")
 
@@ -60,6 +62,8 @@ async def join(request: web.Request) -> web.Response:
         raise Unavailable("this node does not replicate; it cannot admit machines")
     chain = invites.redeem_invite(ctx.data_dir, ctx.trust, bytes.fromhex(body.token_id),
                                   bytes.fromhex(body.public_key), bytes.fromhex(body.mac))
+    # The inviter knows its new node at once (bundles can be encrypted to it, say).
+    await ctx.replicator.policy.admit([[der(c) for c in chain]])
     peers = [f"{ctx.config.http.host}:{ctx.replicator.port}"]
     return web.json_response(invites.join_response(ctx.trust, chain, peers), status=201)
 
@@ -82,6 +86,32 @@ async def replication_status(request: web.Request) -> web.Response:
     if ctx.replicator is None:
         raise Unavailable("replication is not running on this node")
     return web.json_response(ctx.replicator.status(), dumps=_dumps)
+
+
+MAX_BUNDLE = 2 * 1024**3
+
+
+@routes.route("POST", "/api/replication/import/", summary="Apply a bundle file",
+              errors=[400, 403, 413])
+async def import_bundle(request: web.Request) -> web.Response:
+    _local_only(request)
+    ctx = request.app[NODE]
+    rep = ctx.replicator
+    if rep is None or ctx.trust is None:
+        raise Unavailable("replication is not running on this node")
+    if (request.content_length or 0) > MAX_BUNDLE:
+        raise PayloadTooLarge("bundle too large")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > MAX_BUNDLE:
+            raise PayloadTooLarge("bundle too large")
+        chunks.append(chunk)
+    from node.replication.bundle import import_bundle as apply
+
+    report = await asyncio.to_thread(apply, ctx.store, rep.policy, ctx.identity, ctx.trust.me,
+                                     b"".join(chunks))
+    return web.json_response({**vars(report), "skipped_scopes": sorted(report.skipped_scopes)})
 
 
 def _dumps(obj: object) -> str:

@@ -134,14 +134,12 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     """Revoke a node (a stolen or retired machine): peers refuse it from now on."""
     import asyncio
 
-    from node.runtime import open_context
-    from node.trust.policy import REVOCATIONS, TrustPolicy
+    from node.runtime import open_offline
+    from node.trust.policy import REVOCATIONS
 
-    ctx = open_context(args.data)
-    assert ctx.trust is not None
-    ctx.store.open()
+    ctx, policy = open_offline(args.data)
     try:
-        policy = TrustPolicy(ctx.store, ctx.trust.root)
+        assert ctx.trust is not None
         target = policy.node_by_id(args.node_id)
         if target is None:
             raise CliError(f"unknown node {args.node_id}")

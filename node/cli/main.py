@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from node import __version__
-from node.cli import cluster
+from node.cli import cluster, ops
 from node.cli.errors import CliError
 from node.config import (
     CONFIG_FILE,
@@ -31,6 +31,7 @@ from node.config import (
 )
 from node.errors import ConfigError, ExamnodeError
 from node.identity import KEY_FILE, Identity
+from node.runlock import is_running
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _open_store(data: Path) -> Any:
-    from node.runtime import open_context
+    from node.runtime import open_offline
 
-    ctx = open_context(data)
-    ctx.store.open()
-    return ctx
+    return open_offline(data)[0]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -152,16 +151,36 @@ def cmd_status(args: argparse.Namespace) -> int:
         }
     finally:
         ctx.store.close()
+    out["running"] = is_running(args.data)
+    out["peers"] = _running_peers(ctx.config) if out["running"] else []
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     for k, v in out.items():
-        if k != "version_vector":
+        if k not in ("version_vector", "peers"):
             print(f"{k:12} {v}")
     print("version vector:")
     for row in out["version_vector"]:
         print(f"  {row['origin']}  {row['scope']:10} {row['seq']}")
+    print("peers:" if out["peers"] else "peers: none connected")
+    for p in out["peers"]:
+        print(f"  {p['node_id']}  {p['address']:21} {p['state']:10} "
+              f"behind out {p['behind_out']} in {p['behind_in']}  "
+              f"offset {p['clock_offset_ms']} ms")
     return 0
+
+
+def _running_peers(config: NodeConfig) -> list[dict[str, Any]]:
+    """Ask the running node for its peer sessions (over loopback)."""
+    import urllib.request
+
+    url = f"http://{config.http.host}:{config.http.port}/api/replication/status/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - own node's API
+            peers: list[dict[str, Any]] = json.loads(r.read())["peers"]
+            return peers
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -266,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("node_id", metavar="NODE_ID")
     p.add_argument("--reason", help="why, for the audit trail")
     p.set_defaults(func=cluster.cmd_revoke)
+
+    ops.add_commands(sub, _data_arg)
 
     p = sub.add_parser("config-example", help="print node.toml with every setting",
                        description=cmd_config_example.__doc__)

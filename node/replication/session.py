@@ -82,6 +82,7 @@ class PeerSession:
         self._room = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._own_target: dict[Chain, int] = {}
 
     # --- scopes (DESIGN.md s5, s7: isolation on the wire) ------------------------------
 
@@ -123,6 +124,7 @@ class PeerSession:
             return
         self.state.state = "connected"
         self.state.connected_at = time.time()
+        await self._check_recovered()
         log.info("peer session up: %s (%s, centre %s) at %s", self.peer.node_id,
                  self.state.direction, self.peer.center, self.state.address)
         name = self.peer.node_id[:7]
@@ -162,6 +164,8 @@ class PeerSession:
         self.state.node_id, self.state.center, self.state.role = \
             peer.node_id, peer.center, peer.role
         self._peer_vv = vv_from_wire(hello.get("vv"))
+        me = self.rep.me.public_key
+        self._own_target = {c: n for c, n in self._peer_vv.items() if c[0] == me}
         self._sent = dict(self._peer_vv)
         self._acked = dict(self._peer_vv)
         self.state.last_seen = time.time()
@@ -231,6 +235,8 @@ class PeerSession:
             await asyncio.sleep(cfg.heartbeat)
             if time.time() - self.state.last_seen > cfg.dead_after:
                 raise SessionClosed(f"no word from the peer for {cfg.dead_after:.0f} s")
+            if self.peer is not None and self.rep.is_revoked(self.peer.node_id):
+                raise SessionClosed(f"node {self.peer.node_id} was revoked")
             await self._send({"t": "ping", "ts": time.time(),
                               "vv": vv_to_wire(self.rep.store.version_vector())})
 
@@ -271,6 +277,8 @@ class PeerSession:
             return
         result = await self.rep.store.apply_chain(origin, scope, items)
         self.state.received += result.applied
+        if origin == self.rep.me.public_key:
+            await self._check_recovered()
         if result.reason:
             self.state.refused[result.reason] = self.state.refused.get(result.reason, 0) + 1
         chain = (origin, scope)
@@ -281,6 +289,17 @@ class PeerSession:
             self._acked[chain] = max(self._acked.get(chain, 0), last)
         await self._send({"t": "ack", "n": n, "o": origin, "s": scope, "head": result.head,
                           "r": result.reason})
+
+    async def _check_recovered(self) -> None:
+        """Let a restored node write again once this peer gave back its own deltas."""
+        store = self.rep.store
+        if not store.restored:
+            return
+        vv = store.version_vector()
+        if all(vv.get(c, 0) >= n for c, n in self._own_target.items()):
+            log.info("restored node caught up its own chains from %s; writes resume",
+                     self.state.node_id)
+            await store.clear_restored()
 
     def _on_ack(self, msg: dict[str, Any]) -> None:
         self._inflight = max(0, self._inflight - 1)

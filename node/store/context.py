@@ -37,6 +37,7 @@ class Shared:
     indexes: dict[str, dict[str, IndexFn]]
     client_id: int = field(default_factory=fresh_client_id)
     max_pending: int = 100_000
+    restored: bool = False  # restored from backup and not yet caught up (see backup.py)
 
 
 class WriteContext:

@@ -30,6 +30,7 @@ META_HLC = b"hlc"
 META_FEED = b"feed_seq"
 META_SCHEMA = b"schema"
 META_TRUST_PREFIX = b"trust:"
+META_RESTORED = b"restored"
 SCHEMA_VERSION = 1
 
 

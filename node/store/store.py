@@ -108,13 +108,14 @@ class Store:
                 raise StoreError(f"{self.path}: store schema {msgpack.unpackb(schema)} "
                                  f"is not {layout.SCHEMA_VERSION}")
             last = txn.get(layout.META_HLC, db=dbs["meta"])
+            restored = txn.get(layout.META_RESTORED, db=dbs["meta"]) is not None
         self._env = env
         self._dbs = dbs
         self._shared = Shared(
             env=env, dbs=dbs, identity=self.identity,
             clock=HybridClock(msgpack.unpackb(last) if last else 0),
             cache=DocCache(opts.cache_size), indexes=self._indexes,
-            max_pending=opts.max_pending,
+            max_pending=opts.max_pending, restored=restored,
         )
         self._writer = Writer(env, self._make_context, self._finish_batch,
                               max_batch=opts.max_batch)
@@ -286,6 +287,15 @@ class Store:
         """Return the view of ``key`` inside an open transaction (for trust policies)."""
         raw = txn.get(key.encode(), db=self._dbs["views"])
         return None if raw is None else _view(key.encode(), bytes(raw))
+
+    @property
+    def restored(self) -> bool:
+        """True while a node restored from backup waits for its own later deltas."""
+        return self._shared is not None and self._shared.restored
+
+    async def clear_restored(self) -> None:
+        """Allow local writes again (the node caught up its own chains)."""
+        await self.writer.submit(txns.clear_restored_txn)
 
     def rebuild_indexes(self) -> int:
         """Rebuild all secondary indexes (blocking)."""

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 from pycrdt import Map
 
-from node.errors import DeltaRejected, NotFound, StoreError
+from node.errors import DeltaRejected, NodeRecovering, NotFound, StoreError
 from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
@@ -71,6 +71,9 @@ _EMPTY_UPDATE = b"\x00\x00"
 
 def _open_for_change(ctx: WriteContext, key: str, scope: str | None,
                      create: bool) -> LiveRecord:
+    if ctx.shared.restored:
+        raise NodeRecovering("this node was restored from a backup and is waiting for a peer "
+                             "to return its own later changes; writes resume after that")
     check_key(key)
     rec = ctx.load(key)
     if rec is None:
@@ -276,6 +279,12 @@ def trust_txn(ctx: WriteContext, public_key: bytes, label: str) -> None:
     if len(public_key) != 32:
         raise StoreError("an Ed25519 public key is 32 bytes")
     ctx.txn.put(layout.META_TRUST_PREFIX + public_key, label.encode(), db=ctx.dbs["meta"])
+
+
+def clear_restored_txn(ctx: WriteContext) -> None:
+    """Allow local writes again after a restored node caught up its own chains."""
+    ctx.txn.delete(layout.META_RESTORED, db=ctx.dbs["meta"])
+    ctx.shared.restored = False
 
 
 def reindex_txn(ctx: WriteContext) -> int:
