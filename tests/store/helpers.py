@@ -38,10 +38,11 @@ def flip(data: bytes, index: int = -1) -> bytes:
     return bytes(out)
 
 
-async def trust(store: Store, *others: Store) -> None:
-    """Make ``store`` accept the deltas of ``others`` (off the event loop)."""
+async def trust(store: Store, *others: Store | bytes) -> None:
+    """Make ``store`` accept the deltas of ``others`` (stores or public keys), off the loop."""
     for other in others:
-        await asyncio.to_thread(store.trust, other.identity.public_key, "test")
+        key = other if isinstance(other, bytes) else other.identity.public_key
+        await asyncio.to_thread(store.trust, key, "test")
 
 
 async def sync(dst: Store, src: Store) -> None:

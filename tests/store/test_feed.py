@@ -77,11 +77,14 @@ async def test_slow_subscriber_with_tiny_queue_loses_nothing(store: Store) -> No
         await asyncio.gather(*[store.put(f"cand/{i}", {"i": i}, scope=SCOPE)
                                for i in range(total // 2)])
         await asyncio.sleep(0.05)
-        await asyncio.gather(*[store.put(f"cand/{i}", {"i": -i}, scope=SCOPE)
+        await asyncio.gather(*[store.put(f"cand/{i}", {"i": -1 - i}, scope=SCOPE)
                                for i in range(total // 2)])
         batches = store.stats()["write_batches"] - before
-        fast_events = await asyncio.wait_for(fast_task, 20)
-        slow_events = await asyncio.wait_for(slow_task, 20)
+        try:
+            fast_events = await asyncio.wait_for(fast_task, 10)
+            slow_events = await asyncio.wait_for(slow_task, 10)
+        finally:
+            slow_task.cancel()
     assert batches * 2 < total, "no batch was larger than the slow subscriber's queue"
     assert [e.feed_no for e in slow_events] == list(range(1, total + 1))
     assert [_ident(e) for e in slow_events] == [_ident(e) for e in fast_events]
