@@ -101,15 +101,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     write_config(data, config)
     from node.trust.material import create_authority, init_from_provision
 
+    known: list[list[bytes]] = []
     if provision is not None:
-        init_from_provision(data, identity, provision)
+        known.append(init_from_provision(data, identity, provision))
     else:
         create_authority(data, identity, config.node.center, config.node.role)
-    from node.runtime import store_options
-    from node.store import Store
+    from node.runtime import open_offline
 
-    with Store(data, identity, store_options(config)):
-        pass
+    ctx, policy = open_offline(data)
+    try:
+        policy.admit_sync([c for c in known if c])
+    finally:
+        ctx.store.close()
     print(f"initialised node {identity.node_id} for centre {config.node.center} in {data}")
     print(identity.node_id)
     return 0

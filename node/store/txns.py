@@ -71,9 +71,6 @@ _EMPTY_UPDATE = b"\x00\x00"
 
 def _open_for_change(ctx: WriteContext, key: str, scope: str | None,
                      create: bool) -> LiveRecord:
-    if ctx.shared.restored:
-        raise NodeRecovering("this node was restored from a backup and is waiting for a peer "
-                             "to return its own later changes; writes resume after that")
     check_key(key)
     rec = ctx.load(key)
     if rec is None:
@@ -97,6 +94,10 @@ def _commit_local(ctx: WriteContext, key: str, rec: LiveRecord, before: bytes, u
         if not rec.stored:  # nothing was created: do not let the empty record fix a scope
             ctx.shared.cache.drop(key)
         return ChangeResult(key, rec.scope, False, None, None, rec.view(), value)
+    if ctx.shared.restored:
+        # Raising here aborts the item: the writer drops the changed document.
+        raise NodeRecovering("this node was restored from a backup and is waiting for a peer "
+                             "to return its own later changes; writes resume after that")
     shared = ctx.shared
     seq, head = ctx.head(shared.identity.public_key, rec.scope)
     delta = make_delta(

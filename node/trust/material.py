@@ -87,12 +87,15 @@ def provision_center(data_dir: Path, center: str) -> bytes:
     out: bytes = msgpack.packb({
         "kind": PROVISION_KIND, "center": center, "authority": der(trust.root),
         "ca_cert": der(ca), "ca_key": bytes(center_key.signing_key),
+        # The HQ node's chain, so the centre can encrypt bundles to HQ from day one.
+        "hq_chain": trust.chain_der,
     }, use_bin_type=True)
     return out
 
 
-def read_provision(data: bytes) -> tuple[str, x509.Certificate, Identity, x509.Certificate]:
-    """Parse a provisioning file: (centre, root, centre CA key, centre CA cert)."""
+def read_provision(data: bytes) -> tuple[str, x509.Certificate, Identity, x509.Certificate,
+                                          list[bytes]]:
+    """Parse a provisioning file: (centre, root, centre CA key, cert, HQ node chain)."""
     try:
         p = msgpack.unpackb(data, raw=False, max_bin_len=1 << 16, max_str_len=1 << 10)
         if not isinstance(p, dict) or p.get("kind") != PROVISION_KIND:
@@ -103,17 +106,18 @@ def read_provision(data: bytes) -> tuple[str, x509.Certificate, Identity, x509.C
 
         key = Identity(SigningKey(p["ca_key"]))
         ca.verify_directly_issued_by(root)
-        return str(p["center"]), root, key, ca
+        hq_chain = [bytes(c) for c in p.get("hq_chain", [])]
+        return str(p["center"]), root, key, ca, hq_chain
     except Exception as e:  # any malformed file gets the same clear answer
         raise ConfigError(f"not a valid examnode provisioning file: {e}") from e
 
 
-def init_from_provision(data_dir: Path, node: Identity, data: bytes) -> str:
-    """Certify ``node`` with a provisioned centre CA; return the centre code."""
-    center, root, ca_key, ca = read_provision(data)
+def init_from_provision(data_dir: Path, node: Identity, data: bytes) -> list[bytes]:
+    """Certify ``node`` with a provisioned centre CA; return the HQ node's chain."""
+    center, root, ca_key, ca, hq_chain = read_provision(data)
     leaf = issue_node_cert(ca_key, ca, node.public_key, center, "node")
     _save(data_dir, root, [leaf, ca], (ca_key, ca))
-    return center
+    return hq_chain
 
 
 def certify_joiner(trust: TrustMaterial, public_key: bytes) -> list[x509.Certificate]:
