@@ -9,7 +9,7 @@ CENTER ?= DEMO
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test lint typecheck pytest bench clean
+.PHONY: install install-test system-deps run test lint typecheck pytest bench clean
 
 install: $(STAMP)
 
@@ -30,11 +30,21 @@ run: install
 	@test -f $(DATA)/node.toml || $(BIN)/examnode init --data $(DATA) --center $(CENTER) --name "$$(hostname)"
 	$(BIN)/examnode run --data $(DATA)
 
+# The cluster tests need `ip` (network namespaces) and `unshare`; install them when
+# missing and we are root (as in CI); otherwise say what is missing.
+system-deps:
+	@missing=""; for c in ip unshare; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux; \
+	  else echo "missing:$$missing (install iproute2 and util-linux as root)"; exit 1; fi; \
+	fi
+
 lint: install-test
 	$(BIN)/ruff check node tests bench
 	$(BIN)/mypy
 
-pytest: install-test
+pytest: install-test system-deps
 	$(BIN)/python -m pytest
 
 test: lint pytest

@@ -58,6 +58,8 @@ class PeerState:
     behind_out: int = 0  # deltas we hold that the peer lacks
     behind_in: int = 0  # deltas the peer holds that we lack
     refused: dict[str, int] = field(default_factory=dict)
+    wire_bytes_sent: int = 0  # chain messages, as encoded (before websocket/TLS framing)
+    update_bytes_sent: int = 0  # the CRDT updates inside them
 
 
 class PeerSession:
@@ -209,8 +211,12 @@ class PeerSession:
                     await self._room.wait()
                 self._inflight += 1
                 self._batch_no += 1
-                await self._send({"t": "chain", "n": self._batch_no, "o": chain[0],
-                                  "s": chain[1], "d": items})
+                frame = pack({"t": "chain", "n": self._batch_no, "o": chain[0],
+                              "s": chain[1], "d": items})
+                async with self._send_lock:
+                    await self.ws.send_bytes(frame)
+                self.state.wire_bytes_sent += len(frame)
+                self.state.update_bytes_sent += sum(len(i[2]) for i in items)
                 self._sent[chain] = items[-1][0]
                 self.state.sent += len(items)
                 progressed = True
