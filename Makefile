@@ -27,7 +27,9 @@ $(TSTAMP): $(STAMP) pyproject.toml
 	@touch $@
 
 run: install
-	@test -f $(DATA)/node.toml || $(BIN)/examnode init --data $(DATA) --center $(CENTER) --name "$$(hostname)"
+	@test -f $(DATA)/node.toml || { \
+	  $(BIN)/examnode init --data $(DATA) --center $(CENTER) --name "$$(hostname)" && \
+	  $(BIN)/examnode createsuperuser --data $(DATA) --username admin --generate; }
 	$(BIN)/examnode run --data $(DATA)
 
 # The cluster tests need `ip` (network namespaces) and `unshare`; install them when

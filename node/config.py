@@ -88,6 +88,31 @@ class ReplicationSection(Section):
         10.0, gt=0, description="Longest wait, in seconds, between reconnection attempts.")
 
 
+class AuthSection(Section):
+    access_ttl: int = Field(300, ge=30, le=86400,
+                            description="Lifetime of an access token, in seconds.")
+    refresh_ttl: int = Field(
+        43200, ge=300, le=30 * 86400,
+        description="Lifetime of a sign-in session (refresh token), in seconds.")
+    password_min_length: int = Field(10, ge=8, le=128,
+                                     description="Shortest password accepted.")
+    lockout_failures: int = Field(
+        5, ge=1, le=1000, description="Failed sign-ins (per user or per address) that lock.")
+    lockout_window: int = Field(
+        900, ge=10, description="Seconds over which failed sign-ins are counted.")
+    lockout_time: int = Field(900, ge=10, description="Seconds an account stays locked.")
+    require_totp_for_admins: bool = Field(
+        False, description="Require a TOTP second factor for admin and centre admin sign-in.")
+    auth_rate: int = Field(
+        30, ge=1, description="Sign-in/refresh requests per minute per client address.")
+    write_rate: int = Field(
+        600, ge=1, description="Write requests per minute per signed-in user.")
+    clock_skew_warning_ms: int = Field(
+        2000, ge=10, description="Peer clock offset beyond which system status warns.")
+    disk_free_warning_mb: int = Field(
+        1024, ge=1, description="Free disk space below which system status warns, in MiB.")
+
+
 class StoreSection(Section):
     map_size_mb: int = Field(
         8192, ge=16, description="Largest size the LMDB file may grow to, in MiB (sparse).")
@@ -111,6 +136,7 @@ class NodeConfig(Section):
         default_factory=DiscoverySection, description="Finding peers.")
     replication: ReplicationSection = Field(
         default_factory=ReplicationSection, description="Peer sessions.")
+    auth: AuthSection = Field(default_factory=AuthSection, description="Accounts and security.")
     store: StoreSection = Field(default_factory=StoreSection, description="LMDB store.")
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
 

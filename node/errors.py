@@ -68,6 +68,13 @@ class StoreClosed(StoreError):
     code = "store_closed"
 
 
+class ScopeNotWritable(StoreError):
+    """This node's certificate does not allow it to sign changes in that scope."""
+
+    status = 403
+    code = "scope_not_writable"
+
+
 class NodeRecovering(StoreError):
     """A node restored from backup may not write until peers gave back its own deltas."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 import signal
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from node.config import NodeConfig, load_config
 from node.identity import Identity
 from node.replication.lifecycle import replication_ctx
 from node.runlock import RunLock
+from node.services.auth import AuthServices
 from node.services.system import NodeContext
 from node.store import Store, StoreOptions
 from node.trust.material import load_trust
@@ -39,8 +41,12 @@ def open_context(data_dir: Path, *, with_trust: bool = True) -> NodeContext:
     config = load_config(data_dir)
     identity = Identity.load(data_dir)
     trust = load_trust(data_dir) if with_trust else None
-    return NodeContext(data_dir, config, identity,
-                       Store(data_dir, identity, store_options(config)), trust)
+    store = Store(data_dir, identity, store_options(config))
+    ctx = NodeContext(data_dir, config, identity, store, trust)
+    if trust is not None:
+        ctx.policy = TrustPolicy(store, trust.root)
+        ctx.auth = AuthServices.build(ctx)
+    return ctx
 
 
 def open_offline(data_dir: Path) -> tuple[NodeContext, TrustPolicy]:
@@ -49,8 +55,8 @@ def open_offline(data_dir: Path) -> tuple[NodeContext, TrustPolicy]:
     assert ctx.trust is not None
     ctx.store.open()
     try:
-        policy = TrustPolicy(ctx.store, ctx.trust.root)
-        ctx.store.set_trust_policy(policy)
+        policy: TrustPolicy = ctx.policy
+        ctx.store.set_trust_policy(policy, ctx.trust.me.may_write)
         policy.admit_sync([ctx.trust.chain_der])
     except BaseException:
         ctx.store.close()
@@ -58,12 +64,39 @@ def open_offline(data_dir: Path) -> tuple[NodeContext, TrustPolicy]:
     return ctx, policy
 
 
+CLEANUP_EVERY = 3600.0
+
+
+def maintenance_ctx(ctx: NodeContext) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Return the cleanup context of the hourly housekeeping task (ended sessions)."""
+    async def housekeeping() -> None:
+        while True:
+            await asyncio.sleep(CLEANUP_EVERY)
+            try:
+                removed = await ctx.auth.signin.cleanup()
+                log.info("housekeeping removed %d ended sessions and old attempts", removed)
+            except Exception:
+                log.exception("housekeeping failed; trying again in an hour")
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(housekeeping(), name="housekeeping") \
+            if ctx.auth is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return run
+
+
 class RunningNode:
     """A started node: its web runner and site; ``stop`` undoes ``start``."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
-        self.app = build_app(ctx, subsystems=[replication_ctx(ctx)])
+        self.app = build_app(ctx, subsystems=[replication_ctx(ctx), maintenance_ctx(ctx)])
         cfg = ctx.config.http
         self.runner = web.AppRunner(
             self.app, access_log=logging.getLogger("examnode.access") if cfg.access_log else None,

@@ -15,7 +15,8 @@ from pathlib import Path
 from aiohttp import web
 
 from node import __version__
-from node.api import cluster, docs, health
+from node.api import auth, cluster, docs, health
+from node.api.authn import LIMITER, RateLimiter
 from node.api.errors import MAX_BODY, Handler, error_middleware
 from node.api.keys import NODE, SCHEMA
 from node.api.routing import RouteTable, openapi, register
@@ -24,7 +25,7 @@ from node.services.system import NodeContext
 log = logging.getLogger(__name__)
 
 KIOSK_DIR = Path(__file__).resolve().parent.parent.parent / "kiosk"
-ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes, cluster.routes]
+ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes, auth.routes, cluster.routes]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -95,6 +96,7 @@ def build_app(ctx: NodeContext, *, extra_tables: list[RouteTable] | None = None,
     app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=middlewares)
     app[NODE] = ctx
     app[MAX_BODY] = cfg.max_body_bytes
+    app[LIMITER] = RateLimiter()
     endpoints = register(app, [*ROUTE_TABLES, *(extra_tables or [])])
     app[SCHEMA] = openapi(endpoints, title="Examnode", version=__version__)
     docs.add_static(app)

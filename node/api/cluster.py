@@ -27,11 +27,6 @@ HEX32 = r"^[0-9a-f]{32}$"
 HEX64 = r"^[0-9a-f]{64}$"
 
 
-class Forbidden(ExamnodeError):
-    status = 403
-    code = "permission_denied"
-
-
 class Unavailable(ExamnodeError):
     status = 503
     code = "unavailable"
@@ -69,13 +64,17 @@ async def join(request: web.Request) -> web.Response:
 
 
 def _local_only(request: web.Request) -> None:
+    """Allow this machine's operator (loopback, as the CLI does) or a signed-in admin."""
     try:
         local = ipaddress.ip_address(request.remote or "").is_loopback
     except ValueError:
         local = False
-    if not local:
-        raise Forbidden("replication status is only shown on this machine until accounts "
-                        "exist")
+    if local and "Authorization" not in request.headers:
+        return
+    from node.api.authn import principal
+    from node.services.auth.permissions import check
+
+    check(principal(request), "system.status")
 
 
 @routes.route("GET", "/api/replication/status/", summary="Replication status of this node",

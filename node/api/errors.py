@@ -41,7 +41,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ExamnodeError as e:
-        return error_response(e.status, e.body())
+        retry = getattr(e, "retry_after", None)
+        headers = {"Retry-After": str(retry)} if retry is not None else {}
+        if e.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        return error_response(e.status, e.body(), headers or None)
     except web.HTTPException as e:
         if e.status < 400:
             raise

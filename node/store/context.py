@@ -22,7 +22,7 @@ from node.store.hlc import HybridClock
 from node.store.records import DELETED, DocCache, LiveRecord, fresh_client_id, load_record
 from node.store.results import FeedEvent
 
-IndexFn = Callable[[dict[str, Any]], Iterable[str]]
+IndexFn = Callable[[dict[str, Any]], Iterable[Any]]  # values are str()-ed; None is skipped
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Shared:
     client_id: int = field(default_factory=fresh_client_id)
     max_pending: int = 100_000
     restored: bool = False  # restored from backup and not yet caught up (see backup.py)
+    may_write: Callable[[str], bool] = lambda scope: True
 
 
 class WriteContext:

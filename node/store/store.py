@@ -241,9 +241,13 @@ class Store:
         """Accept deltas signed by ``public_key`` (blocking; CLI and tests)."""
         self.writer.call(txns.trust_txn, public_key, label)
 
-    def set_trust_policy(self, policy: TrustPolicy) -> None:
-        """Install the check of signers (certificates, revocations; see node.trust)."""
+    def set_trust_policy(self, policy: TrustPolicy,
+                         may_write: Callable[[str], bool] | None = None) -> None:
+        """Install the check of signers, and of the scopes this node may sign in."""
         self._trust_extra = policy
+        if may_write is not None:
+            assert self._shared is not None
+            self._shared.may_write = may_write
 
     def allowed(self, origin: bytes, scope: str, hlc: int = 0,
                 txn: lmdb.Transaction | None = None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 from pycrdt import Map
 
-from node.errors import DeltaRejected, NodeRecovering, NotFound, StoreError
+from node.errors import DeltaRejected, NodeRecovering, NotFound, ScopeNotWritable, StoreError
 from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
@@ -83,6 +83,9 @@ def _open_for_change(ctx: WriteContext, key: str, scope: str | None,
     elif scope is not None and scope != rec.scope:
         # A record's scope is fixed when it is created (DESIGN.md section 6).
         raise StoreError(f"{key} belongs to scope {rec.scope}, not {scope}")
+    if not ctx.shared.may_write(rec.scope):
+        # Peers would refuse the delta; refuse it here rather than diverge silently.
+        raise ScopeNotWritable(f"this node may not write scope {rec.scope}")
     return rec
 
 

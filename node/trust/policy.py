@@ -39,6 +39,7 @@ class TrustPolicy:
         self.store = store
         self.root = root
         self._cache: dict[bytes, dict[str, Any]] = {}
+        self._by_id: dict[str, bytes] = {}
 
     def verify(self, chain: list[bytes] | tuple[bytes, ...]) -> NodeCert:
         """Verify a certificate chain against the authority (raises CertificateError)."""
@@ -99,6 +100,19 @@ class TrustPolicy:
         if at is not None and hlc >= at:
             return "revoked"
         return None
+
+    def public_key_of(self, node_id: str) -> bytes | None:
+        """Return the public key of a known node id (for token ``kid``), or None."""
+        key = self._by_id.get(node_id)
+        if key is None:
+            for pk, blob in self.store.signers().items():
+                self._by_id[msgpack.unpackb(blob, raw=False)["node_id"]] = pk
+            key = self._by_id.get(node_id)
+        return key
+
+    def is_revoked(self, node_id: str) -> bool:
+        """Return True when a revocation record names ``node_id``."""
+        return self.store.get(f"{REVOCATIONS}/{node_id}") is not None
 
     def node_by_id(self, node_id: str) -> NodeCert | None:
         """Return a known node's certificate by node id."""
