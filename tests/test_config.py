@@ -77,3 +77,10 @@ def test_readme_documents_every_setting() -> None:
         for fname in model.model_fields:
             assert f"`{name}.{fname}`" in readme, f"README does not document {name}.{fname}"
             assert f"`NODE_{name.upper()}_{fname.upper()}`" in readme
+
+
+def test_readme_shows_the_permission_table() -> None:
+    from node.services.auth.permissions import render_markdown
+
+    assert render_markdown() in (ROOT / "README.md").read_text(), \
+        "README's permission table is stale: paste render_markdown()'s output"
