@@ -113,6 +113,26 @@ class AuthSection(Section):
         1024, ge=1, description="Free disk space below which system status warns, in MiB.")
 
 
+class CandidatesSection(Section):
+    min_age: int = Field(0, ge=0, le=150,
+                         description="Youngest eligible age on age_reference_date (0: none).")
+    max_age: int = Field(0, ge=0, le=150,
+                         description="Oldest eligible age on age_reference_date (0: none).")
+    age_reference_date: str = Field(
+        "", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+        description="Date ages are computed on, YYYY-MM-DD (empty: today).")
+    require_documents_verified: bool = Field(
+        True, description="A candidate is eligible only once documents are verified.")
+    require_fee_paid: bool = Field(True, description="A candidate is eligible only once the "
+                                                     "fee is paid.")
+    photo_max_mb: float = Field(5.0, gt=0, le=50, description="Largest photo upload, in MB.")
+    document_max_mb: float = Field(10.0, gt=0, le=100,
+                                   description="Largest document upload, in MB.")
+    import_max_mb: float = Field(50.0, gt=0, le=1000,
+                                 description="Largest import file, in MB.")
+    import_max_rows: int = Field(200_000, ge=1, description="Most rows in one import file.")
+
+
 class StoreSection(Section):
     map_size_mb: int = Field(
         8192, ge=16, description="Largest size the LMDB file may grow to, in MiB (sparse).")
@@ -137,6 +157,8 @@ class NodeConfig(Section):
     replication: ReplicationSection = Field(
         default_factory=ReplicationSection, description="Peer sessions.")
     auth: AuthSection = Field(default_factory=AuthSection, description="Accounts and security.")
+    candidates: CandidatesSection = Field(
+        default_factory=CandidatesSection, description="Candidates, photos and imports.")
     store: StoreSection = Field(default_factory=StoreSection, description="LMDB store.")
     log: LogSection = Field(default_factory=LogSection, description="Logging.")
 

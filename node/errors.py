@@ -7,7 +7,10 @@ services raise these; only ``node.api.errors`` turns them into responses.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError as PydanticError
 
 
 class ExamnodeError(Exception):
@@ -53,6 +56,11 @@ class UnsupportedMediaType(ExamnodeError):
     code = "unsupported_media_type"
 
 
+class Unavailable(ExamnodeError):
+    status = 503
+    code = "unavailable"
+
+
 class ConfigError(ExamnodeError):
     code = "config"
 
@@ -90,3 +98,17 @@ class DeltaRejected(StoreError):
     def __init__(self, detail: str, *, reason: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+def field_errors(e: PydanticError) -> dict[str, list[str]]:
+    """Return pydantic errors as DRF's ``{"field": ["message"]}``."""
+    out: dict[str, list[str]] = {}
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "Unknown field."
+        elif err["type"] == "missing":
+            msg = "This field is required."
+        out.setdefault(loc, []).append(msg)
+    return out

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
 import signal
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from node.identity import Identity
 from node.replication.lifecycle import replication_ctx
 from node.runlock import RunLock
 from node.services.auth import AuthServices
+from node.services.candidates import CandidateServices
 from node.services.system import NodeContext
 from node.store import Store, StoreOptions
 from node.trust.material import load_trust
@@ -46,6 +47,7 @@ def open_context(data_dir: Path, *, with_trust: bool = True) -> NodeContext:
     if trust is not None:
         ctx.policy = TrustPolicy(store, trust.root)
         ctx.auth = AuthServices.build(ctx)
+        ctx.candidates = CandidateServices.build(ctx)
     return ctx
 
 
@@ -56,7 +58,7 @@ def open_offline(data_dir: Path) -> tuple[NodeContext, TrustPolicy]:
     ctx.store.open()
     try:
         policy: TrustPolicy = ctx.policy
-        ctx.store.set_trust_policy(policy, ctx.trust.me.may_write)
+        policy.install(ctx.trust.me.may_write)
         policy.admit_sync([ctx.trust.chain_der])
     except BaseException:
         ctx.store.close()
@@ -87,6 +89,8 @@ def maintenance_ctx(ctx: NodeContext) -> Callable[[web.Application], AsyncIterat
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            if ctx.candidates is not None:
+                await ctx.candidates.importer.stop()
 
     return run
 

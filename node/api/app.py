@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from node import __version__
-from node.api import auth, cluster, docs, health
+from node.api import auth, candidates, cluster, docs, health
 from node.api.authn import LIMITER, RateLimiter
 from node.api.errors import MAX_BODY, Handler, error_middleware
 from node.api.keys import NODE, SCHEMA
@@ -25,7 +25,8 @@ from node.services.system import NodeContext
 log = logging.getLogger(__name__)
 
 KIOSK_DIR = Path(__file__).resolve().parent.parent.parent / "kiosk"
-ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes, auth.routes, cluster.routes]
+ROUTE_TABLES: list[RouteTable] = [health.routes, docs.routes, auth.routes, candidates.routes,
+                                  cluster.routes]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "

@@ -43,7 +43,7 @@ routes = RouteTable("auth")
 def _auth(request: web.Request) -> AuthServices:
     services: AuthServices | None = request.app[NODE].auth
     if services is None:
-        from node.api.authn import Unavailable
+        from node.errors import Unavailable
 
         raise Unavailable("accounts are not available on this node")
     return services

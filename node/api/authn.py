@@ -9,7 +9,7 @@ from collections import deque
 from aiohttp import web
 
 from node.api.keys import NODE
-from node.errors import ExamnodeError
+from node.errors import ExamnodeError, Unavailable
 from node.services.auth.permissions import NotAuthenticated, Principal
 from node.services.auth.signin import Client
 
@@ -24,11 +24,6 @@ class Throttled(ExamnodeError):
         super().__init__(f"Request was throttled. Expected available in {retry_after} "
                          "seconds.")
         self.retry_after = retry_after
-
-
-class Unavailable(ExamnodeError):
-    status = 503
-    code = "unavailable"
 
 
 def principal(request: web.Request) -> Principal:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from node.api.keys import NODE
 from node.api.parse import parse_json
 from node.api.routing import RouteTable
-from node.errors import ExamnodeError, PayloadTooLarge
+from node.errors import PayloadTooLarge, Unavailable
 from node.services import invites
 from node.trust.certs import der
 
@@ -25,11 +25,6 @@ routes = RouteTable("cluster")
 
 HEX32 = r"^[0-9a-f]{32}$"
 HEX64 = r"^[0-9a-f]{64}$"
-
-
-class Unavailable(ExamnodeError):
-    status = 503
-    code = "unavailable"
 
 
 class JoinRequest(BaseModel):

@@ -8,24 +8,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from node.errors import PayloadTooLarge, UnsupportedMediaType
+from node.errors import PayloadTooLarge, UnsupportedMediaType, field_errors
 from node.errors import ValidationError as InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def field_errors(e: ValidationError) -> dict[str, list[str]]:
-    """Return pydantic errors as DRF's ``{"field": ["message"]}``."""
-    out: dict[str, list[str]] = {}
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "Unknown field."
-        elif err["type"] == "missing":
-            msg = "This field is required."
-        out.setdefault(loc, []).append(msg)
-    return out
 
 
 def validate(model: type[M], data: Any) -> M:

@@ -152,10 +152,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         if ctx.store.get(key) is not None:
             raise CliError(f"node {target.node_id} is already revoked")
         scope = "global" if target.role == "hq" else target.center
-        at = ctx.store.clock.now()
+        from node.store.hlc import hlc_millis
+
+        at_ms = hlc_millis(ctx.store.clock.now())
         asyncio.run(ctx.store.put(key, {
             "node_id": target.node_id, "public_key": target.public_key.hex(),
-            "revoked_at": at, "reason": args.reason or "", "by": ctx.node_id}, scope=scope))
+            "revoked_at_ms": at_ms, "reason": args.reason or "", "by": ctx.node_id},
+            scope=scope))
     finally:
         ctx.store.close()
     print(f"revoked node {target.node_id}; peers refuse it once this record reaches them")

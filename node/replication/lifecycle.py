@@ -32,7 +32,7 @@ async def _replication(ctx: NodeContext) -> AsyncIterator[None]:
         yield
         return
     policy: TrustPolicy = ctx.policy or TrustPolicy(ctx.store, ctx.trust.root)
-    ctx.store.set_trust_policy(policy, ctx.trust.me.may_write)
+    policy.install(ctx.trust.me.may_write)
     await policy.admit([ctx.trust.chain_der])
     me = ctx.trust.me
     scope = "global" if me.role == "hq" else me.center

@@ -56,6 +56,7 @@ class Replicator:
         self.me: NodeCert = trust.me
         self.chain_der = trust.chain_der
         self.sessions: dict[str, PeerSession] = {}
+        self.missing_blobs: set[str] = set()
         self._pending: set[PeerSession] = set()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._dial_state: dict[str, str] = {}
@@ -85,6 +86,7 @@ class Replicator:
         self._client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5))
         self._spawn(self._follow_feed(), "repl-feed")
+        self.missing_blobs |= await asyncio.to_thread(self.store.missing_blobs)
         for peer in self.config.discovery.peers:
             self.suggest(peer)
         log.info("replication listening on %s:%d", self.config.http.host, self.port)

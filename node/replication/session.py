@@ -22,6 +22,7 @@ from aiohttp.client_ws import ClientWebSocketResponse
 
 from node import __version__
 from node.replication.wire import ProtocolError, pack, unpack, vv_from_wire, vv_to_wire
+from node.store.layout import blob_refs
 from node.trust.certs import CertificateError, NodeCert
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 WebSocket = web.WebSocketResponse | ClientWebSocketResponse
 Chain = tuple[bytes, str]
+WANT_BATCH = 100
 PERMANENT = {"unknown_signer", "scope_not_allowed", "revoked", "scope", "malformed",
              "bad_signature", "corrupt"}
 
@@ -58,6 +60,7 @@ class PeerState:
     behind_out: int = 0  # deltas we hold that the peer lacks
     behind_in: int = 0  # deltas the peer holds that we lack
     refused: dict[str, int] = field(default_factory=dict)
+    blobs_received: int = 0
     wire_bytes_sent: int = 0  # chain messages, as encoded (before websocket/TLS framing)
     update_bytes_sent: int = 0  # the CRDT updates inside them
 
@@ -245,6 +248,8 @@ class PeerSession:
                 raise SessionClosed(f"node {self.peer.node_id} was revoked")
             await self._send({"t": "ping", "ts": time.time(),
                               "vv": vv_to_wire(self.rep.store.version_vector())})
+            if self.rep.missing_blobs:
+                await self._send({"t": "want", "h": sorted(self.rep.missing_blobs)[:WANT_BATCH]})
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -266,6 +271,10 @@ class PeerSession:
                 await self._send({"t": "pong", "ts": msg.get("ts"), "wall": time.time()})
             elif kind == "pong":
                 self._on_pong(msg)
+            elif kind == "want":
+                await self._on_want(msg)
+            elif kind == "blob":
+                await self._on_blob(msg)
             else:
                 raise ProtocolError(f"unexpected {kind} during the session")
 
@@ -285,6 +294,9 @@ class PeerSession:
         self.state.received += result.applied
         if origin == self.rep.me.public_key:
             await self._check_recovered()
+        if result.applied:
+            await self._ask_blobs({i[1] for i in items if isinstance(i, list) and len(i) > 1
+                                   and isinstance(i[1], str)})
         if result.reason:
             self.state.refused[result.reason] = self.state.refused.get(result.reason, 0) + 1
         chain = (origin, scope)
@@ -295,6 +307,44 @@ class PeerSession:
             self._acked[chain] = max(self._acked.get(chain, 0), last)
         await self._send({"t": "ack", "n": n, "o": origin, "s": scope, "head": result.head,
                           "r": result.reason})
+
+    async def _ask_blobs(self, keys: set[str]) -> None:
+        """Ask this peer for blobs that the changed records reference and we lack."""
+        store, missing = self.rep.store, self.rep.missing_blobs
+        for key in keys:
+            view = store.get(key)
+            for digest in blob_refs(view.data) if view is not None else []:
+                if not store.has_blob(digest):
+                    missing.add(digest)
+        if missing:
+            await self._send({"t": "want", "h": sorted(missing)[:WANT_BATCH]})
+
+    async def _on_want(self, msg: dict[str, Any]) -> None:
+        wanted = msg.get("h")
+        if not isinstance(wanted, list):
+            raise ProtocolError("malformed want")
+        store = self.rep.store
+        for digest in wanted[:WANT_BATCH]:
+            if not isinstance(digest, str) or not store.has_blob(digest):
+                continue
+            # A blob travels only to a peer that may hold a record referencing it.
+            if not any(self.sends(v.scope) for v in store.blob_referrers(digest)):
+                continue
+            data = store.get_blob(digest)
+            if data is not None:
+                await self._send({"t": "blob", "h": digest, "b": data})
+
+    async def _on_blob(self, msg: dict[str, Any]) -> None:
+        digest, data = msg.get("h"), msg.get("b")
+        if not isinstance(digest, str) or not isinstance(data, bytes):
+            raise ProtocolError("malformed blob")
+        if digest not in self.rep.missing_blobs:
+            return  # not asked for: ignore rather than store unsolicited bytes
+        if await self.rep.store.put_blob_verified(digest, data):
+            self.rep.missing_blobs.discard(digest)
+            self.state.blobs_received += 1
+        else:
+            log.warning("peer %s sent a blob whose hash does not match", self.state.node_id)
 
     async def _check_recovered(self) -> None:
         """Let a restored node write again once this peer gave back its own deltas."""

@@ -6,6 +6,8 @@
     ack    {t, n, o, s, head, r}                   receiver's chain head after applying
     ping   {t, hlc, ts, vv}                         heartbeat; vv lets the peer see its lag
     pong   {t, hlc, ts}
+    want   {t, h: [sha256 hex, ...]}                blobs that records reference, missing here
+    blob   {t, h, b}                                one blob; stored only if its hash matches
 
 A chain message omits each delta's origin, scope and ``prev``: the batch names
 the chain once and the receiver supplies ``prev`` from the delta it already
@@ -21,7 +23,7 @@ import msgpack
 from node.errors import ExamnodeError
 
 MAX_MESSAGE = 32 * 1024 * 1024
-KINDS = {"hello", "certs", "chain", "ack", "ping", "pong"}
+KINDS = {"hello", "certs", "chain", "ack", "ping", "pong", "want", "blob"}
 
 
 class ProtocolError(ExamnodeError):

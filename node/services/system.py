@@ -29,6 +29,7 @@ class NodeContext:
     replicator: Any = None  # node.replication.manager.Replicator once started
     policy: Any = None  # node.trust.policy.TrustPolicy when the node has trust files
     auth: Any = None  # node.services.auth.AuthServices
+    candidates: Any = None  # node.services.candidates.CandidateServices
 
     @property
     def node_id(self) -> str:

@@ -38,6 +38,9 @@ class Shared:
     client_id: int = field(default_factory=fresh_client_id)
     max_pending: int = 100_000
     restored: bool = False  # restored from backup and not yet caught up (see backup.py)
+    # Run inside the writer's transaction after a record with this key prefix changed.
+    hooks: list[tuple[str, Callable[[WriteContext, str, dict[str, Any]], None]]] = \
+        field(default_factory=list)
     may_write: Callable[[str], bool] = lambda scope: True
 
 
@@ -113,7 +116,11 @@ class WriteContext:
         if rec is not None:
             rec.stored = True
             txn.put(delta.key.encode(), rec.state(), db=dbs["records"])
-            self._write_view(delta, rec, rec.view() if view is None else view)
+            view = rec.view() if view is None else view
+            self._write_view(delta, rec, view)
+            for prefix, hook in self.shared.hooks:
+                if delta.key.startswith(prefix):
+                    hook(self, delta.key, view)
         feed_no = int(msgpack.unpackb(txn.get(layout.META_FEED, b"\x00", db=dbs["meta"]))) + 1
         txn.put(layout.META_FEED, msgpack.packb(feed_no), db=dbs["meta"])
         txn.put(layout.SEQ.pack(feed_no),
@@ -126,7 +133,7 @@ class WriteContext:
     def _write_view(self, delta: Delta, rec: LiveRecord, new: dict[str, Any]) -> None:
         txn, dbs = self.txn, self.dbs
         kb = delta.key.encode()
-        if self.shared.indexes.get(layout.collection_of(delta.key)):
+        if index_specs(self.shared.indexes, delta.key):
             old_raw = txn.get(kb, db=dbs["views"])
             old = msgpack.unpackb(old_raw, raw=False)["data"] if old_raw else None
             self.reindex(delta.key, old, new)
@@ -134,11 +141,7 @@ class WriteContext:
 
     def reindex(self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Replace the index entries of ``key`` computed from ``old`` by ``new``'s."""
-        collection = layout.collection_of(key)
-        specs = self.shared.indexes.get(collection)
-        if not specs:
-            return
-        for name, fn in specs.items():
+        for collection, name, fn in index_specs(self.shared.indexes, key):
             before = index_values(fn, old)
             after = index_values(fn, new)
             for value in before - after:
@@ -146,6 +149,15 @@ class WriteContext:
             for value in after - before:
                 self.txn.put(layout.index_key(collection, name, value, key), b"",
                              db=self.dbs["idx"])
+
+
+def index_specs(indexes: dict[str, dict[str, IndexFn]],
+                key: str) -> list[tuple[str, str, IndexFn]]:
+    """Return (index collection, name, fn) of every index that covers record ``key``."""
+    collection = layout.collection_of(key)
+    out = [(collection, name, fn) for name, fn in indexes.get(collection, {}).items()]
+    out += [(layout.ALL, name, fn) for name, fn in indexes.get(layout.ALL, {}).items()]
+    return out
 
 
 def pack_view(scope: str, hlc: int, user: str, data: dict[str, Any]) -> bytes:

@@ -32,6 +32,23 @@ META_SCHEMA = b"schema"
 META_TRUST_PREFIX = b"trust:"
 META_RESTORED = b"restored"
 SCHEMA_VERSION = 1
+ALL = "*"  # index "collection" of indexes that cover every collection
+BLOB_FIELDS = ("sha256", "thumb_sha256")  # keys whose values name a blob, at any depth
+
+
+def blob_refs(value: object) -> list[str]:
+    """Return the blob hashes a view references: values of BLOB_FIELDS keys, at any depth."""
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in BLOB_FIELDS and isinstance(v, str) and len(v) == 64:
+                out.append(v)
+            elif isinstance(v, dict | list):
+                out.extend(blob_refs(v))
+    elif isinstance(value, list):
+        for v in value:
+            out.extend(blob_refs(v))
+    return out
 
 
 def chain_key(origin: bytes, scope: str) -> bytes:

@@ -74,7 +74,9 @@ class Store:
         self.path = Path(data_dir) / STORE_DIR
         self.identity = identity
         self.options = options or StoreOptions()
-        self._indexes: dict[str, dict[str, IndexFn]] = {}
+        # Built in: which records reference which blob (replication fetches missing ones).
+        self._indexes: dict[str, dict[str, IndexFn]] = {
+            layout.ALL: {"blobs": layout.blob_refs}}
         self._env: lmdb.Environment | None = None
         self._writer: Writer | None = None
         self._shared: Shared | None = None
@@ -292,6 +294,11 @@ class Store:
         raw = txn.get(key.encode(), db=self._dbs["views"])
         return None if raw is None else _view(key.encode(), bytes(raw))
 
+    def add_hook(self, prefix: str, hook: Any) -> None:
+        """Run ``hook(ctx, key, view)`` in the writer after a record under ``prefix`` changed."""
+        assert self._shared is not None
+        self._shared.hooks.append((prefix, hook))
+
     @property
     def restored(self) -> bool:
         """True while a node restored from backup waits for its own later deltas."""
@@ -343,6 +350,49 @@ class Store:
                         break
                     keys.append(kb[len(prefix):].decode())
         return keys
+
+    def blob_referrers(self, digest_hex: str) -> list[View]:
+        """Return the records that reference a blob (to check who may fetch it)."""
+        views = [self.get(k) for k in self.lookup(layout.ALL, "blobs", digest_hex)]
+        return [v for v in views if v is not None]
+
+    def missing_blobs(self, limit: int = 10_000) -> set[str]:
+        """Return blobs that records reference but this node does not hold yet."""
+        prefix = layout.index_prefix(layout.ALL, "blobs")
+        out: set[str] = set()
+        with self.env.begin() as txn, txn.cursor(db=self._dbs["idx"]) as cur:
+            if not cur.set_range(prefix):
+                return out
+            for kb in cur.iternext(keys=True, values=False):
+                kb = bytes(kb)
+                if not kb.startswith(prefix) or len(out) >= limit:
+                    break
+                digest = kb[len(prefix):].split(b"\x00", 1)[0].decode()
+                try:
+                    raw = bytes.fromhex(digest)
+                except ValueError:
+                    continue
+                if txn.get(raw, db=self._dbs["blobs"]) is None:
+                    out.add(digest)
+        return out
+
+    def has_blob(self, digest_hex: str) -> bool:
+        """Return True when the blob is stored here."""
+        try:
+            digest = bytes.fromhex(digest_hex)
+        except ValueError:
+            return False
+        with self.env.begin() as txn:
+            return txn.get(digest, db=self._dbs["blobs"]) is not None
+
+    async def put_blob_verified(self, digest_hex: str, data: bytes) -> bool:
+        """Store a blob received from a peer if its SHA-256 matches; return success."""
+        import hashlib
+
+        if hashlib.sha256(data).hexdigest() != digest_hex:
+            return False
+        await self.put_blob(data)
+        return True
 
     def get_blob(self, digest_hex: str) -> bytes | None:
         """Return the blob with this SHA-256 hex digest, or None."""

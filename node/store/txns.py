@@ -48,6 +48,8 @@ def change_txn(
 def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | None,
             user: str) -> ChangeResult:
     """Set plain fields of record ``key``, writing only those that differ."""
+    for name, value in fields.items():
+        _check_value(name, value)
     rec = _open_for_change(ctx, key, scope, True)
     current = rec.view()
     changes = {k: v for k, v in fields.items() if current.get(k, _MISSING) != v}
@@ -63,6 +65,24 @@ def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | No
     finally:
         rec.changed()
     return _commit_local(ctx, key, rec, before, user, None)
+
+
+MAX_SAFE_INT = 2**53
+
+
+def _check_value(name: str, value: Any) -> None:
+    """Refuse integers a CRDT number (a double) cannot hold exactly: they would read
+    differently on other nodes. Store such numbers as text."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INT:
+        raise StoreError(f"field {name}: integer beyond 2**53; store it as text")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_value(f"{name}.{k}", v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_value(name, v)
 
 
 _MISSING = object()
@@ -191,6 +211,8 @@ def apply_chain_txn(
     for item in items:
         try:
             seq, key, update, user, hlc, sig = item
+            if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq < 2**63:
+                raise DeltaRejected("sequence number out of range", reason="malformed")
             prev = head_hash if seq == head_seq + 1 else None
             if seq <= head_seq:
                 raw = ctx.txn.get(layout.log_key(origin, scope, seq), db=ctx.dbs["log"])

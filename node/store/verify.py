@@ -17,7 +17,7 @@ from pycrdt import Doc, Map
 
 from node.errors import DeltaRejected
 from node.store import layout
-from node.store.context import index_values
+from node.store.context import index_specs, index_values
 from node.store.delta import GENESIS, decode
 from node.store.records import ROOT, load_record, normalize
 from node.store.store import Store
@@ -140,9 +140,8 @@ def _check_indexes(store: Store, txn: Any, dbs: dict[str, Any], report: VerifyRe
     expected: set[bytes] = set()
     for kb, raw in txn.cursor(db=dbs["views"]):
         key = bytes(kb).decode()
-        collection = layout.collection_of(key)
         data = msgpack.unpackb(raw, raw=False)["data"]
-        for name, fn in store._indexes.get(collection, {}).items():
+        for collection, name, fn in index_specs(store._indexes, key):
             for value in index_values(fn, data):
                 expected.add(layout.index_key(collection, name, value, key))
     actual = {bytes(k) for k in txn.cursor(db=dbs["idx"]).iternext(values=False)}

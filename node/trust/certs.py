@@ -27,6 +27,7 @@ from node.identity import Identity, node_id_of
 ROLES = ("node", "hq")
 AUTHORITY_CENTER = "*"
 NODE_CERT_DAYS = 3650
+MAX_CERT_BYTES = 16 * 1024
 
 
 class CertificateError(ExamnodeError):
@@ -150,8 +151,11 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def verify_chain(chain: list[bytes] | tuple[bytes, ...], root: x509.Certificate) -> NodeCert:
     """Verify a DER chain (leaf first) up to the authority ``root``; return the node."""
-    if not 1 <= len(chain) <= 2:
+    if not isinstance(chain, list | tuple) or not 1 <= len(chain) <= 2:
         raise CertificateError("a node chain is a leaf and at most one centre CA")
+    if not all(isinstance(c, bytes | bytearray) and 0 < len(c) <= MAX_CERT_BYTES
+               for c in chain):
+        raise CertificateError("a certificate must be DER bytes of at most 16 KiB")
     try:
         certs = [x509.load_der_x509_certificate(bytes(c)) for c in chain]
     except ValueError as e:

@@ -16,6 +16,7 @@ import msgpack
 from cryptography import x509
 
 from node.store import Store
+from node.store.hlc import hlc_millis
 from node.trust.certs import CertificateError, NodeCert, verify_chain
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,13 @@ class TrustPolicy:
         return info
 
     def revoked_at(self, txn: lmdb.Transaction, node_id: str) -> int | None:
-        """Return the HLC time a node was revoked at, or None."""
+        """Return the wall-clock milliseconds (HLC) a node was revoked at, or None."""
         view = self.store.view_in(txn, f"{REVOCATIONS}/{node_id}")
         if view is None or view.deleted:
             return None
-        at = view.data.get("revoked_at")
-        return int(at) if isinstance(at, int) else 0
+        at = view.data.get("revoked_at_ms")
+        # A malformed revocation still revokes, from the beginning: fail safe.
+        return int(at) if isinstance(at, int | float) and at >= 0 else 0
 
     def __call__(self, txn: lmdb.Transaction, origin: bytes, scope: str, hlc: int) -> str | None:
         info = self._info(txn, origin)
@@ -97,7 +99,7 @@ class TrustPolicy:
         if not (role == "hq" or (scope == "global" and info["direct"]) or scope == center):
             return "scope_not_allowed"
         at = self.revoked_at(txn, info["node_id"])
-        if at is not None and hlc >= at:
+        if at is not None and hlc_millis(hlc) >= at:
             return "revoked"
         return None
 
@@ -113,6 +115,20 @@ class TrustPolicy:
     def is_revoked(self, node_id: str) -> bool:
         """Return True when a revocation record names ``node_id``."""
         return self.store.get(f"{REVOCATIONS}/{node_id}") is not None
+
+    def install(self, may_write: Any) -> None:
+        """Make this the store's trust policy, with the revocation hook."""
+        self.store.set_trust_policy(self, may_write)
+        self.store.add_hook(f"{REVOCATIONS}/", self.on_revocation)
+
+    def on_revocation(self, ctx: Any, key: str, view: dict[str, Any]) -> None:
+        """Withdraw what the revoked node made after its revocation (writer thread)."""
+        from node.store.rollback import withdraw_after
+
+        public = view.get("public_key")
+        at = view.get("revoked_at_ms")
+        if isinstance(public, str) and len(public) == 64 and isinstance(at, int | float):
+            withdraw_after(ctx, bytes.fromhex(public), int(at))
 
     def node_by_id(self, node_id: str) -> NodeCert | None:
         """Return a known node's certificate by node id."""

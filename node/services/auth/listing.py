@@ -26,14 +26,15 @@ def _sort_key(field: str) -> Any:
 
 def apply_query(items: Iterable[dict[str, Any]], query: dict[str, str], *,
                 filters: set[str], search: tuple[str, ...],
-                orderings: set[str], default: str) -> list[dict[str, Any]]:
+                orderings: set[str], default: str,
+                booleans: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Filter (``?field=``), search (``?search=``) and order (``?ordering=``) dicts."""
     out = list(items)
     for name in filters:
         if name not in query:
             continue
         raw = query[name]
-        if name.startswith("is_"):
+        if name.startswith("is_") or name in booleans:
             flag = _truthy(raw)
             if flag is None:
                 raise ValidationError("Invalid filter.", fields={name: ["Must be true or false."]})

@@ -67,6 +67,14 @@ TABLE: dict[str, dict[Role, Reach]] = {
     "system.status": {A: Reach.ALL, C: Reach.CENTER},
     "audit.list": {A: Reach.ALL, C: Reach.CENTER},
     "totp.setup": {A: Reach.SELF, C: Reach.SELF, V: Reach.SELF, E: Reach.SELF},
+    "candidates.list": {A: Reach.ALL, C: Reach.CENTER, V: Reach.CENTER},
+    "candidates.read": {A: Reach.ALL, C: Reach.CENTER, V: Reach.CENTER},
+    "candidates.create": {A: Reach.ALL, C: Reach.CENTER},
+    "candidates.update": {A: Reach.ALL, C: Reach.CENTER},
+    "candidates.delete": {A: Reach.ALL, C: Reach.CENTER},
+    "candidates.files": {A: Reach.ALL, C: Reach.CENTER},
+    "candidates.import": {A: Reach.ALL, C: Reach.CENTER},
+    "candidates.export": {A: Reach.ALL, C: Reach.CENTER},
 }
 
 # Who may create (register) or give which role. Centre admins stay inside their centre.
