@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from node import __version__
-from node.cli import accounts, cluster, ops
+from node.cli import accounts, candidates, cluster, ops
 from node.cli.errors import CliError
 from node.config import (
     CONFIG_FILE,
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops.add_commands(sub, _data_arg)
     accounts.add_commands(sub, _data_arg)
+    candidates.add_commands(sub, _data_arg)
 
     p = sub.add_parser("config-example", help="print node.toml with every setting",
                        description=cmd_config_example.__doc__)

@@ -82,6 +82,16 @@ class CandidateFields(BaseModel):
             return [clean_text(p) for p in v if isinstance(p, str) and p.strip()]
         return v
 
+    @field_validator("date_of_birth", mode="before")
+    @classmethod
+    def _dob_text(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip():
+            try:
+                return dt.date.fromisoformat(v.strip())
+            except ValueError:
+                raise ValueError(f"{v!r} is not a date: use YYYY-MM-DD or DD/MM/YYYY") from None
+        return v
+
     @field_validator("date_of_birth")
     @classmethod
     def _dob(cls, v: dt.date | None) -> dt.date | None:
