@@ -125,9 +125,11 @@ class CandidatesSection(Section):
         True, description="A candidate is eligible only once documents are verified.")
     require_fee_paid: bool = Field(True, description="A candidate is eligible only once the "
                                                      "fee is paid.")
-    photo_max_mb: float = Field(5.0, gt=0, le=50, description="Largest photo upload, in MB.")
-    document_max_mb: float = Field(10.0, gt=0, le=100,
-                                   description="Largest document upload, in MB.")
+    # Files replicate as one peer message each (at most 32 MiB): keep them well below.
+    photo_max_mb: float = Field(5.0, gt=0, le=25, description="Largest photo upload, in MB "
+                                                              "(at most 25).")
+    document_max_mb: float = Field(10.0, gt=0, le=25,
+                                   description="Largest document upload, in MB (at most 25).")
     import_max_mb: float = Field(50.0, gt=0, le=1000,
                                  description="Largest import file, in MB.")
     import_max_rows: int = Field(200_000, ge=1, description="Most rows in one import file.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.authn import client, limit_auth, limit_write, principal
 from node.api.keys import NODE
@@ -101,7 +101,9 @@ async def register(request: web.Request) -> web.Response:
               errors=[403])
 async def list_users(request: web.Request) -> web.Response:
     who = principal(request)
-    return _page(request, _auth(request).accounts.list_users(who, dict(request.query)))
+    auth = _auth(request)
+    return _page(request, auth.accounts.list_users(
+        who, dict(request.query), lambda u: bool(auth.signin.locked_until(u, None))))
 
 
 @routes.route("GET", "/api/auth/users/{id}/", summary="User details", response=UserOut,
@@ -118,7 +120,13 @@ async def _update(request: web.Request, model: type[UserPut] | type[UserUpdate])
     who = principal(request)
     limit_write(request, who)
     body = await parse_json(request, model)
-    out = await _auth(request).accounts.update_user(who, request.match_info["id"], body)
+    auth = _auth(request)
+    username = request.match_info["id"]
+    out = await auth.accounts.update_user(who, username, body)
+    if body.password is not None:
+        # A new password ends the user's other sessions (a stolen token stops working).
+        keep = who.session_id if who.username == username else None
+        await auth.signin.end_sessions(username, keep=keep, reason="password changed")
     return web.json_response(out)
 
 
@@ -233,11 +241,18 @@ async def get_system_status(request: web.Request) -> web.Response:
     return web.json_response(system_status(request.app[NODE]), dumps=_dumps)
 
 
+class TotpSetupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    otp: str | None = Field(None, pattern=r"^[0-9]{6}$",
+                            description="A current code, when replacing an enrolled factor.")
+
+
 @routes.route("POST", "/api/auth/totp/setup/", summary="Start enrolling a TOTP second factor",
-              errors=[403])
+              body=TotpSetupIn, errors=[403])
 async def totp_setup(request: web.Request) -> web.Response:
     who = principal(request)
-    return web.json_response(await _auth(request).signin.totp_setup(who))
+    body = await parse_json(request, TotpSetupIn)
+    return web.json_response(await _auth(request).signin.totp_setup(who, body.otp))
 
 
 @routes.route("POST", "/api/auth/totp/confirm/", summary="Confirm the TOTP second factor",

@@ -13,7 +13,7 @@ from node.errors import ExamnodeError, Unavailable
 from node.services.auth.permissions import NotAuthenticated, Principal
 from node.services.auth.signin import Client
 
-PRINCIPAL_KEY = "examnode.principal"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 class Throttled(ExamnodeError):
@@ -28,8 +28,8 @@ class Throttled(ExamnodeError):
 
 def principal(request: web.Request) -> Principal:
     """Return the authenticated principal of ``request`` (401 without a valid token)."""
-    cached = request.get(PRINCIPAL_KEY)
-    if isinstance(cached, Principal):
+    cached: Principal | None = request.get(PRINCIPAL_KEY)
+    if cached is not None:
         return cached
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -81,6 +81,10 @@ async def import_candidates(request: web.Request) -> web.Response:
     if q.wait:
         while job.status in ("queued", "running"):
             await _sleep()
+        if job.status == "failed" and job.error_status:
+            # The whole file was refused: answer as any refused request does.
+            return web.json_response({"detail": job.detail, "code": job.error_code,
+                                      "job": job.id}, status=job.error_status)
         return web.json_response(job.report())
     return web.json_response(job.report(), status=202,
                              headers={"Location": f"/api/candidates/import/{job.id}/"})

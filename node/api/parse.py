@@ -24,14 +24,14 @@ def validate(model: type[M], data: Any) -> M:
 
 async def parse_json(request: web.Request, model: type[M]) -> M:
     """Read a JSON body and validate it as ``model``."""
-    ctype = request.content_type
-    if ctype not in ("application/json", "") and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f'Unsupported media type "{ctype}" in request.')
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
         raise PayloadTooLarge(
             f"Request body too large (at most {request.client_max_size} bytes).") from e
+    ctype = request.content_type
+    if raw and ctype not in ("application/json", "") and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f'Unsupported media type "{ctype}" in request.')
     if not raw:
         data: Any = {}
     else:

@@ -73,6 +73,30 @@ def cmd_cleanup_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_totp(args: argparse.Namespace) -> int:
+    """Enrol a TOTP second factor for an account (node stopped); prints the secret."""
+    import pyotp
+
+    if is_running(args.data):
+        raise CliError("the node is running; stop it, or enrol through the API "
+                       "(POST /api/auth/totp/setup/)")
+    ctx = _offline(args)
+    try:
+        key = f"users/{args.username}"
+        if ctx.store.get(key) is None:
+            raise CliError(f"unknown user {args.username}")
+        secret = pyotp.random_base32()
+        asyncio.run(ctx.store.put(key, {"totp_secret": secret, "totp_pending": None,
+                                        "totp_enabled": True, "totp_last_step": 0}))
+    finally:
+        ctx.store.close()
+    print(f"second factor enrolled for {args.username}; add it to an authenticator app:")
+    print(f"  secret: {secret}")
+    uri = pyotp.TOTP(secret).provisioning_uri(name=args.username, issuer_name='examnode')
+    print(f"  uri:    {uri}")
+    return 0
+
+
 def add_commands(sub: Any, data_arg: Any) -> None:
     """Register the account commands."""
     p = sub.add_parser("createsuperuser", help="create an admin account",
@@ -84,6 +108,12 @@ def add_commands(sub: Any, data_arg: Any) -> None:
     p.add_argument("--full-name")
     p.add_argument("--email")
     p.set_defaults(func=cmd_createsuperuser)
+
+    p = sub.add_parser("totp", help="enrol a TOTP second factor for an account",
+                       description=cmd_totp.__doc__)
+    data_arg(p)
+    p.add_argument("--username", required=True)
+    p.set_defaults(func=cmd_totp)
 
     p = sub.add_parser("cleanup-sessions", help="delete ended sessions",
                        description=cmd_cleanup_sessions.__doc__)

@@ -57,6 +57,7 @@ class Replicator:
         self.chain_der = trust.chain_der
         self.sessions: dict[str, PeerSession] = {}
         self.missing_blobs: set[str] = set()
+        self._gone: dict[str, asyncio.Event] = {}
         self._pending: set[PeerSession] = set()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._dial_state: dict[str, str] = {}
@@ -148,6 +149,10 @@ class Replicator:
                     finally:
                         self._pending.discard(session)
                     delay = 0.2 if session.state.connected_at else delay
+                    if session.duplicate:
+                        # The peer is already connected (it dialled us): wait for that
+                        # session to end instead of redialling every few seconds.
+                        await self._until_gone(session)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -157,6 +162,12 @@ class Replicator:
             self._dial_state[addr] = "backoff"
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
             delay = min(delay * 2, self.cfg.backoff_max)
+
+    async def _until_gone(self, session: PeerSession) -> None:
+        peer_id = session.peer.node_id if session.peer is not None else None
+        gone = self._gone.get(peer_id) if peer_id is not None else None
+        if gone is not None:
+            await gone.wait()
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
@@ -188,6 +199,7 @@ class Replicator:
             else:
                 return False
         self.sessions[peer_id] = session
+        self._gone[peer_id] = asyncio.Event()
         self._spawn(self.policy.admit([list(session.peer.chain)]), f"repl-admit-{peer_id[:7]}")
         return True
 
@@ -195,6 +207,9 @@ class Replicator:
         """Forget a finished session."""
         if session.peer is not None and self.sessions.get(session.peer.node_id) is session:
             del self.sessions[session.peer.node_id]
+            gone = self._gone.pop(session.peer.node_id, None)
+            if gone is not None:
+                gone.set()
 
     def receives(self, scope: str) -> bool:
         """Return True when this node holds ``scope`` (isolation, DESIGN.md s5)."""

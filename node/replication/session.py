@@ -88,6 +88,11 @@ class PeerSession:
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._own_target: dict[Chain, int] = {}
+        self._applying = False
+        self.duplicate = False
+        # Chain messages being applied, in arrival order; bounded like the sender's window.
+        self._applies: asyncio.Queue[tuple[int, bytes, str, list[Any], Any]] = \
+            asyncio.Queue(maxsize=64)
 
     # --- scopes (DESIGN.md s5, s7: isolation on the wire) ------------------------------
 
@@ -105,8 +110,10 @@ class PeerSession:
         for task in self._tasks:
             task.cancel()
         # A vanished peer never answers the close frame: do not wait long for it.
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await self.ws.close()
 
     # --- the session -----------------------------------------------------------------------
 
@@ -125,6 +132,7 @@ class PeerSession:
             return
         assert self.peer is not None
         if not rep.register(self):
+            self.duplicate = True
             await self.close()
             return
         self.state.state = "connected"
@@ -137,6 +145,7 @@ class PeerSession:
             asyncio.create_task(self._reader(), name=f"repl-read-{name}"),
             asyncio.create_task(self._pump(), name=f"repl-pump-{name}"),
             asyncio.create_task(self._pinger(), name=f"repl-ping-{name}"),
+            asyncio.create_task(self._acker(), name=f"repl-ack-{name}"),
         ]
         try:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -146,9 +155,11 @@ class PeerSession:
                     log.info("peer session %s ended: %s", self.peer.node_id, exc)
         finally:
             self.state.state = "closed"
+            rep.unregister(self)  # first: a stuck task must never keep a dead peer registered
             await self.close()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            rep.unregister(self)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
             log.info("peer session down: %s", self.peer.node_id)
 
     def _accept_hello(self, hello: dict[str, Any]) -> None:
@@ -226,7 +237,8 @@ class PeerSession:
             self.state.behind_out = behind
             if not progressed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
 
     async def _send_certs(self, origin: bytes) -> None:
         assert self.peer is not None
@@ -242,6 +254,8 @@ class PeerSession:
         cfg = self.rep.cfg
         while True:
             await asyncio.sleep(cfg.heartbeat)
+            if self._applying:
+                self.state.last_seen = time.time()  # busy applying its deltas: it is alive
             if time.time() - self.state.last_seen > cfg.dead_after:
                 raise SessionClosed(f"no word from the peer for {cfg.dead_after:.0f} s")
             if self.peer is not None and self.rep.is_revoked(self.peer.node_id):
@@ -290,23 +304,38 @@ class PeerSession:
             await self._send({"t": "ack", "n": n, "o": origin, "s": scope, "head": 0,
                               "r": "scope"})
             return
-        result = await self.rep.store.apply_chain(origin, scope, items)
-        self.state.received += result.applied
-        if origin == self.rep.me.public_key:
-            await self._check_recovered()
-        if result.applied:
-            await self._ask_blobs({i[1] for i in items if isinstance(i, list) and len(i) > 1
-                                   and isinstance(i[1], str)})
-        if result.reason:
-            self.state.refused[result.reason] = self.state.refused.get(result.reason, 0) + 1
         chain = (origin, scope)
         last = items[-1][0] if items and isinstance(items[-1], list) and items[-1] else 0
         if isinstance(last, int):
-            # The peer holds what it sent: never echo it back.
+            # The peer holds what it sends: never echo it back (mark it before the apply
+            # commits, or the pump, woken by the commit, would send it straight back).
             self._sent[chain] = max(self._sent.get(chain, 0), last)
             self._acked[chain] = max(self._acked.get(chain, 0), last)
-        await self._send({"t": "ack", "n": n, "o": origin, "s": scope, "head": result.head,
-                          "r": result.reason})
+        # Pipelined: queue the apply with the writer (which keeps the order) and read on;
+        # the acker answers in order as applies finish, so messages that arrive together
+        # share one durable commit and the reader never stalls behind the disk.
+        fut = self.rep.store.apply_chain_nowait(origin, scope, items)
+        await self._applies.put((n, origin, scope, items, fut))
+
+    async def _acker(self) -> None:
+        while True:
+            n, origin, scope, items, fut = await self._applies.get()
+            self._applying = True
+            try:
+                result = await fut
+            finally:
+                self._applying = not self._applies.empty()
+                self.state.last_seen = time.time()
+            self.state.received += result.applied
+            if origin == self.rep.me.public_key:
+                await self._check_recovered()
+            if result.applied:
+                await self._ask_blobs({i[1] for i in items if isinstance(i, list)
+                                       and len(i) > 1 and isinstance(i[1], str)})
+            if result.reason:
+                self.state.refused[result.reason] = self.state.refused.get(result.reason, 0) + 1
+            await self._send({"t": "ack", "n": n, "o": origin, "s": scope,
+                              "head": result.head, "r": result.reason})
 
     async def _ask_blobs(self, keys: set[str]) -> None:
         """Ask this peer for blobs that the changed records reference and we lack."""

@@ -32,7 +32,7 @@ KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}/[^\x00-\x1f\x7f]{1,220}$")
 
 def check_scope(scope: str) -> str:
     """Return ``scope`` if it is a valid scope name (a centre code or ``global``)."""
-    if not isinstance(scope, str) or not SCOPE_RE.match(scope):
+    if not isinstance(scope, str) or not SCOPE_RE.fullmatch(scope):
         raise DeltaRejected(f"invalid scope {scope!r}", reason="bad_scope")
     return scope
 
@@ -42,7 +42,7 @@ def check_key(key: str) -> str:
     if (
         not isinstance(key, str)
         or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
-        or not KEY_RE.match(key)
+        or not KEY_RE.fullmatch(key)
     ):
         raise DeltaRejected(f"invalid record key {key!r}", reason="bad_key")
     return key
@@ -146,19 +146,28 @@ def decode(raw: bytes) -> Delta:
     if not isinstance(fields, list) or len(fields) != 10 or fields[0] != ENVELOPE_VERSION:
         raise DeltaRejected("delta envelope has the wrong shape or version", reason="malformed")
     _, origin, scope, seq, prev, key, update, user, hlc, sig = fields
+    return check(Delta(origin, scope, seq, prev, key, update, user, hlc, sig))
+
+
+def check(d: Delta) -> Delta:
+    """Return ``d`` if every field has the right type and bounds (not the signature)."""
+    origin, scope, seq, prev, key, update, user, hlc, sig = (
+        d.origin, d.scope, d.seq, d.prev, d.key, d.update, d.user, d.hlc, d.sig)
     ok = (
         isinstance(origin, bytes) and len(origin) == 32
-        and isinstance(seq, int) and 1 <= seq < 2**63
+        and type(seq) is int and 1 <= seq < 2**63
         and isinstance(prev, bytes) and len(prev) == 32
         and isinstance(update, bytes)
         and isinstance(user, str) and len(user) <= MAX_USER_CHARS
-        and isinstance(hlc, int) and 0 <= hlc < 2**63
+        and type(hlc) is int and 0 <= hlc < 2**63
         and isinstance(sig, bytes) and len(sig) == 64
     )
     if not ok:
         raise DeltaRejected("delta envelope has a field of the wrong type", reason="malformed")
     check_scope(scope)
     check_key(key)
+    if isinstance(update, bytes) and len(update) > MAX_UPDATE_BYTES:
+        raise DeltaRejected("delta too large", reason="too_large")
     if seq == 1 and prev != GENESIS:
         raise DeltaRejected("first delta of a chain must link to genesis", reason="bad_chain")
-    return Delta(origin, scope, seq, prev, key, update, user, hlc, sig)
+    return d

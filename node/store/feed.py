@@ -36,6 +36,10 @@ class Feed:
         self._subs: set[_Subscriber] = set()
         self._closed = False
 
+    def reopen(self) -> None:
+        """Accept subscribers again after ``close`` (the store was reopened)."""
+        self._closed = False
+
     def publish(self, events: list[FeedEvent]) -> None:
         """Hand a committed batch's events to every subscriber (any thread)."""
         for sub in list(self._subs):
@@ -65,15 +69,19 @@ class Feed:
                 pass
         self._subs.clear()
 
-    async def subscribe(self, store: Store, maxsize: int) -> AsyncIterator[FeedEvent]:
-        """Yield every event committed from now on, in order, without loss.
+    def subscribe(self, store: Store, maxsize: int) -> AsyncIterator[FeedEvent]:
+        """Return an iterator of every event committed from now on, in order, without loss.
 
-        A subscriber that cannot keep up is switched to reading the stored
-        feed and then back to live events.
+        The subscription starts when this is called (not at the first ``anext``), so
+        nothing committed in between is missed. A subscriber that cannot keep up is
+        switched to reading the stored feed and then back to live events.
         """
         sub = _Subscriber(asyncio.get_running_loop(), maxsize)
         self._subs.add(sub)
-        last = store.feed_head()
+        return self._events(store, sub, store.feed_head())
+
+    async def _events(self, store: Store, sub: _Subscriber,
+                      last: int) -> AsyncIterator[FeedEvent]:
         try:
             while not self._closed:
                 batch = await sub.queue.get()

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 from pycrdt import Array, Doc, Map, Text
 
-from node.store.statevec import covers, decode_state_vector
+from node.store.statevec import covers
 
 ROOT = "root"
 DELETED = "_deleted"
@@ -81,7 +81,7 @@ class LiveRecord:
         self.doc.apply_update(update)
         # Re-declare the root after applying updates (pycrdt pitfall, DESIGN.md s4).
         self.root = self.doc.get(ROOT, type=Map)
-        state = decode_state_vector(self.doc.get_state())
+        state = self.doc.get_update()
         waiting = [*self.parked, update]
         self.parked = [u for u in waiting if not covers(state, u)]
 
@@ -94,7 +94,7 @@ def load_record(raw: bytes, client_id: int) -> LiveRecord:
     for update in parked:
         doc.apply_update(update)
     rec = LiveRecord(scope, doc, doc.get(ROOT, type=Map), [])
-    current = decode_state_vector(doc.get_state())
+    current = doc.get_update()
     rec.parked = [u for u in parked if not covers(current, u)]
     return rec
 

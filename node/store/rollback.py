@@ -23,7 +23,7 @@ from node.store.context import WriteContext, pack_view
 from node.store.delta import GENESIS, decode, encode
 from node.store.hlc import hlc_millis
 from node.store.records import ROOT, LiveRecord, fresh_client_id
-from node.store.statevec import covers, decode_state_vector
+from node.store.statevec import covers
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _rebuild(ctx: WriteContext, key: str) -> None:
     updates = [d.update for d in sorted(deltas, key=lambda d: d.hlc) if d.scope == scope]
     for update in updates:
         doc.apply_update(update)
-    state = decode_state_vector(doc.get_state())
+    state = doc.get_update()
     rec = LiveRecord(scope, doc, doc.get(ROOT, type=Map),
                      [u for u in updates if not covers(state, u)])
     view = rec.view()

@@ -82,6 +82,8 @@ class Store:
         self._shared: Shared | None = None
         self.feed = Feed()
         self._trust_extra: TrustPolicy | None = None
+        self._may_write: Callable[[str], bool] = lambda scope: True
+        self._hooks: list[tuple[str, Any]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -100,8 +102,9 @@ class Store:
             max_readers=opts.max_readers, sync=True, metasync=True, subdir=True,
             readahead=False,
         )
-        dbs = {name: env.open_db(name.encode()) for name in layout.DB_NAMES}
         with env.begin(write=True) as txn:
+            # One transaction (one fsync) for every named database.
+            dbs = {name: env.open_db(name.encode(), txn=txn) for name in layout.DB_NAMES}
             schema = txn.get(layout.META_SCHEMA, db=dbs["meta"])
             if schema is None:
                 txn.put(layout.META_SCHEMA, msgpack.packb(layout.SCHEMA_VERSION), db=dbs["meta"])
@@ -118,7 +121,9 @@ class Store:
             clock=HybridClock(msgpack.unpackb(last) if last else 0),
             cache=DocCache(opts.cache_size), indexes=self._indexes,
             max_pending=opts.max_pending, restored=restored,
+            may_write=self._may_write, hooks=self._hooks,
         )
+        self.feed.reopen()
         self._writer = Writer(env, self._make_context, self._finish_batch,
                               max_batch=opts.max_batch)
         self._writer.start()
@@ -218,6 +223,13 @@ class Store:
             txns.apply_chain_txn, origin, scope, items, self.allowed)
         return result
 
+    def apply_chain_nowait(self, origin: bytes, scope: str,
+                           items: list[Any]) -> asyncio.Future[ChainResult]:
+        """Queue ``apply_chain`` and return its future at once (writer order is kept)."""
+        fut: asyncio.Future[ChainResult] = self.writer.submit(
+            txns.apply_chain_txn, origin, scope, items, self.allowed)
+        return fut
+
     def apply_chain_sync(self, origin: bytes, scope: str, items: list[Any]) -> ChainResult:
         """``apply_chain`` for code outside an event loop (bundle import)."""
         result: ChainResult = self.writer.call(
@@ -248,8 +260,9 @@ class Store:
         """Install the check of signers, and of the scopes this node may sign in."""
         self._trust_extra = policy
         if may_write is not None:
-            assert self._shared is not None
-            self._shared.may_write = may_write
+            self._may_write = may_write
+            if self._shared is not None:
+                self._shared.may_write = may_write
 
     def allowed(self, origin: bytes, scope: str, hlc: int = 0,
                 txn: lmdb.Transaction | None = None) -> str | None:
@@ -296,8 +309,8 @@ class Store:
 
     def add_hook(self, prefix: str, hook: Any) -> None:
         """Run ``hook(ctx, key, view)`` in the writer after a record under ``prefix`` changed."""
-        assert self._shared is not None
-        self._shared.hooks.append((prefix, hook))
+        if all(h is not hook for _p, h in self._hooks):
+            self._hooks.append((prefix, hook))
 
     @property
     def restored(self) -> bool:
@@ -317,6 +330,8 @@ class Store:
 
     def get(self, key: str, *, include_deleted: bool = False) -> View | None:
         """Return the materialized view of ``key``, or None."""
+        if not key or len(key.encode()) > 511:
+            return None
         with self.env.begin() as txn:
             raw = txn.get(key.encode(), db=self._dbs["views"])
         if raw is None:
@@ -382,6 +397,8 @@ class Store:
             digest = bytes.fromhex(digest_hex)
         except ValueError:
             return False
+        if len(digest) != 32:
+            return False
         with self.env.begin() as txn:
             return txn.get(digest, db=self._dbs["blobs"]) is not None
 
@@ -399,6 +416,8 @@ class Store:
         try:
             digest = bytes.fromhex(digest_hex)
         except ValueError:
+            return None
+        if len(digest) != 32:
             return None
         with self.env.begin(buffers=False) as txn:
             data: bytes | None = txn.get(digest, db=self._dbs["blobs"])

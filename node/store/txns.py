@@ -14,10 +14,17 @@ from typing import Any
 import msgpack
 from pycrdt import Map
 
-from node.errors import DeltaRejected, NodeRecovering, NotFound, ScopeNotWritable, StoreError
+from node.errors import (
+    DeltaRejected,
+    NodeRecovering,
+    NotFound,
+    ScopeNotWritable,
+    StoreError,
+)
 from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
+from node.store.delta import check as check_delta
 from node.store.records import LiveRecord, new_record
 from node.store.results import ApplyResult, ApplyStatus, ChainResult, ChangeResult
 
@@ -40,8 +47,14 @@ def change_txn(
     try:
         with rec.doc.transaction(origin="local"):
             value = mutate(rec.root)
+    except BaseException as e:
+        if not _is_panic(e):
+            raise
+        raise StoreError(f"change to {key} failed: {e}") from e
     finally:
         rec.changed()
+    for name, field_value in rec.view().items():
+        _check_value(name, field_value)
     return _commit_local(ctx, key, rec, before, user, value)
 
 
@@ -49,6 +62,8 @@ def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | No
             user: str) -> ChangeResult:
     """Set plain fields of record ``key``, writing only those that differ."""
     for name, value in fields.items():
+        if not isinstance(name, str):
+            raise StoreError("field names must be text")
         _check_value(name, value)
     rec = _open_for_change(ctx, key, scope, True)
     current = rec.view()
@@ -62,6 +77,10 @@ def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | No
         with rec.doc.transaction(origin="local"):
             for name, value in changes.items():
                 rec.root[name] = value
+    except BaseException as e:
+        if not (isinstance(e, Exception) or _is_panic(e)):
+            raise
+        raise StoreError(f"cannot store {key}: {type(e).__name__}") from e
     finally:
         rec.changed()
     return _commit_local(ctx, key, rec, before, user, None)
@@ -70,15 +89,23 @@ def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | No
 MAX_SAFE_INT = 2**53
 
 
+def _is_panic(e: BaseException) -> bool:
+    """Return True for pyo3's PanicException: yrs rejected a value (bad input, not a bug)."""
+    return type(e).__name__ == "PanicException"
+
+
 def _check_value(name: str, value: Any) -> None:
     """Refuse integers a CRDT number (a double) cannot hold exactly: they would read
     differently on other nodes. Store such numbers as text."""
     if isinstance(value, bool):
         return
-    if isinstance(value, int) and abs(value) > MAX_SAFE_INT:
+    if isinstance(value, int | float) and abs(value) > MAX_SAFE_INT and \
+            (isinstance(value, int) or value.is_integer()):
         raise StoreError(f"field {name}: integer beyond 2**53; store it as text")
     if isinstance(value, dict):
         for k, v in value.items():
+            if not isinstance(k, str):
+                raise StoreError(f"field {name}: map keys must be text")
             _check_value(f"{name}.{k}", v)
     elif isinstance(value, list | tuple):
         for v in value:
@@ -223,7 +250,7 @@ def apply_chain_txn(
             elif prev is None:
                 out.refuse("gap")
                 break
-            d = decode(encode(Delta(origin, scope, seq, prev, key, update, user, hlc, sig)))
+            d = check_delta(Delta(origin, scope, seq, prev, key, update, user, hlc, sig))
             reason = allowed(origin, scope, hlc, ctx.txn)
             if reason is not None:
                 raise DeltaRejected(f"signer may not write scope {scope}: {reason}",
@@ -271,6 +298,12 @@ def _integrate(ctx: WriteContext, d: Delta) -> list[str]:
 
 def _hold(ctx: WriteContext, d: Delta) -> ApplyResult:
     key = layout.log_key(d.origin, d.scope, d.seq)
+    held = ctx.txn.get(key, db=ctx.dbs["pending"])
+    if held is not None:
+        if decode(bytes(held)).hash == d.hash:
+            return ApplyResult(ApplyStatus.HELD, "gap")
+        _quarantine(ctx, d, "fork")  # a different delta for a seq already held: never merge
+        return ApplyResult(ApplyStatus.FORKED, "fork")
     stat = ctx.txn.stat(ctx.dbs["pending"])
     if stat["entries"] >= ctx.shared.max_pending:
         return ApplyResult(ApplyStatus.REJECTED, "pending_full")

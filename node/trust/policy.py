@@ -41,6 +41,7 @@ class TrustPolicy:
         self.root = root
         self._cache: dict[bytes, dict[str, Any]] = {}
         self._by_id: dict[str, bytes] = {}
+        self._certs: dict[str, NodeCert] = {}
 
     def verify(self, chain: list[bytes] | tuple[bytes, ...]) -> NodeCert:
         """Verify a certificate chain against the authority (raises CertificateError)."""
@@ -111,6 +112,18 @@ class TrustPolicy:
                 self._by_id[msgpack.unpackb(blob, raw=False)["node_id"]] = pk
             key = self._by_id.get(node_id)
         return key
+
+    def cert_of(self, node_id: str) -> NodeCert | None:
+        """Return a known node's verified certificate by node id (cached)."""
+        cert = self._certs.get(node_id)
+        if cert is None:
+            key = self.public_key_of(node_id)
+            blob = self.store.signer(key) if key is not None else None
+            if blob is None:
+                return None
+            cert = self.verify(msgpack.unpackb(blob, raw=False)["chain"])
+            self._certs[node_id] = cert
+        return cert
 
     def is_revoked(self, node_id: str) -> bool:
         """Return True when a revocation record names ``node_id``."""

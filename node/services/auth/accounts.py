@@ -184,10 +184,15 @@ class Accounts:
         """Return one user in reach."""
         return public_user(self.user_in_reach(actor, "users.read", username), locked)
 
-    def list_users(self, actor: Principal, query: dict[str, str]) -> list[dict[str, Any]]:
-        """Return the users in reach, filtered, searched and ordered."""
+    def list_users(self, actor: Principal, query: dict[str, str],
+                   locked: Any = None) -> list[dict[str, Any]]:
+        """Return the users in reach, filtered, searched and ordered.
+
+        ``locked(username) -> bool`` fills each user's ``locked`` flag.
+        """
         reach = check(actor, "users.list")
-        items = [public_user(v.data) for v in self.store.scan(USERS)
+        items = [public_user(v.data, bool(locked and locked(v.data["username"])))
+                 for v in self.store.scan(USERS)
                  if visible(actor, reach, center=v.data.get("center"),
                             username=v.data.get("username"))]
         return apply_query(items, query, filters={"center", "role", "is_active"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +42,7 @@ def apply_query(items: Iterable[dict[str, Any]], query: dict[str, str], *,
             out = [o for o in out if bool(o.get(name)) is flag]
         else:
             out = [o for o in out if str(o.get(name) or "") == raw]
-    term = query.get("search", "").strip().lower()
+    term = unicodedata.normalize("NFC", query.get("search", "")).strip().lower()
     if term:
         out = [o for o in out if any(term in str(o.get(f) or "").lower() for f in search)]
     ordering = query.get("ordering", default)

@@ -25,12 +25,13 @@ from node.services.auth import passwords
 from node.services.auth.accounts import USERS, Accounts, public_user, user_scope
 from node.services.auth.permissions import (
     NotAuthenticated,
+    PermissionDenied,
     Principal,
     Role,
     check,
     visible,
 )
-from node.services.auth.tokens import TokenInvalid, TokenService
+from node.services.auth.tokens import Claims, TokenInvalid, TokenService
 from node.services.system import NodeContext
 from node.store import Store
 
@@ -80,14 +81,23 @@ class SignIn:
         self.accounts = accounts
         self.tokens = tokens
         self.cfg = ctx.config.auth
+        self._dummy: str | None = None
 
     # --- attempts and lockout ---------------------------------------------------------------
 
-    def _attempt_scope(self, user: dict[str, Any] | None) -> str:
-        if user is not None:
-            return user_scope(user["role"], user.get("center"))
+    def _node_scope(self) -> str:
         me = self.ctx.trust.me if self.ctx.trust else None
         return "global" if me is None or me.role == "hq" else me.center
+
+    def _may_serve(self, user: dict[str, Any]) -> bool:
+        """Return True when this node may open sessions for ``user`` (write its scope)."""
+        me = self.ctx.trust.me if self.ctx.trust else None
+        return me is None or me.may_write(user_scope(user["role"], user.get("center")))
+
+    def _attempt_scope(self, user: dict[str, Any] | None) -> str:
+        if user is not None and self._may_serve(user):
+            return user_scope(user["role"], user.get("center"))
+        return self._node_scope()
 
     async def _record(self, username: str, client: Client, outcome: str,
                       user: dict[str, Any] | None) -> None:
@@ -144,11 +154,18 @@ class SignIn:
             retry = int(until - time.time()) + 1
             raise Locked(f"Account locked: too many failed sign-ins. Try again in {retry} s "
                          "or ask an administrator to unlock it.", retry)
-        ok = user is not None and await passwords.verify_password(
-            str(user.get("password_hash", "")), password)
+        # An unknown user costs the same Argon2 work, so timing does not reveal who exists.
+        stored = str(user.get("password_hash", "")) if user is not None \
+            else await self._dummy_hash()
+        ok = await passwords.verify_password(stored, password) and user is not None
         if user is None or not ok or not user.get("is_active", False):
             await self._record(username, client, "failure", user)
             raise NotAuthenticated(BAD_CREDENTIALS)
+        if not self._may_serve(user):
+            # Tokens are honoured only from nodes that may write the user's scope, so a
+            # centre machine cannot vouch for an HQ account (see ``authenticate``).
+            await self._record(username, client, "wrong_node", user)
+            raise PermissionDenied("This account belongs to HQ: sign in on an HQ node.")
         role = Role(user["role"])
         needs_otp = bool(user.get("totp_enabled")) or (
             self.cfg.require_totp_for_admins and role in TOTP_ROLES)
@@ -156,12 +173,15 @@ class SignIn:
             if not user.get("totp_enabled"):
                 await self._record(username, client, "otp_not_enrolled", user)
                 raise OtpRequired("A second factor is required for this account but none is "
-                                  "enrolled: run 'examnode totp' on a node to enrol one.")
+                                  "enrolled: run 'examnode totp --data DIR --username NAME' on "
+                                  "the node (stopped) to enrol one.")
             if otp is None:
                 raise OtpRequired("Enter the 6-digit code from your authenticator app.")
-            if not pyotp.TOTP(user["totp_secret"]).verify(otp, valid_window=1):
+            step = totp_step(user["totp_secret"], otp)
+            if step is None or step <= int(user.get("totp_last_step") or 0):
                 await self._record(username, client, "failure", user)
                 raise NotAuthenticated("The second-factor code is not valid.")
+            await self.store.put(f"{USERS}/{username}", {"totp_last_step": step}, user=username)
         session_id = uuid.uuid4().hex
         now = time.time()
         await self.store.put(f"{SESSIONS}/{session_id}", {
@@ -193,6 +213,7 @@ class SignIn:
     async def refresh(self, token: str) -> dict[str, str]:
         """Rotate a refresh token; a reused old one ends the session."""
         claims = self.tokens.verify(token, "refresh")
+        self._check_claims(claims)
         session = self._live_session(claims.session_id)
         if claims.generation != session.get("generation", 0):
             await self._revoke(session, by="", reason="refresh token reused")
@@ -251,12 +272,24 @@ class SignIn:
     def authenticate(self, token: str) -> Principal:
         """Return the principal of a valid access token (checked on every request)."""
         claims = self.tokens.verify(token, "access")
-        self._live_session(claims.session_id)
+        user = self._check_claims(claims)
+        return Principal(claims.username, Role(user["role"]), user.get("center"),
+                         claims.session_id)
+
+    def _check_claims(self, claims: Claims) -> dict[str, Any]:
+        """Check a token against its session, its user and its issuing node."""
+        session = self._live_session(claims.session_id)
+        if session.get("username") != claims.username:
+            raise TokenInvalid("Token does not belong to its session.")
         user = self.accounts.get_user(claims.username)
         if user is None or not user.get("is_active"):
             raise TokenInvalid("User is inactive or deleted.")
-        return Principal(claims.username, Role(user["role"]), user.get("center"),
-                         claims.session_id)
+        policy = self.ctx.policy
+        issuer = policy.cert_of(claims.issuer) if policy is not None else None
+        if policy is not None and (issuer is None or not issuer.may_write(
+                user_scope(user["role"], user.get("center")))):
+            raise TokenInvalid("Token was issued by a node that may not vouch for this user.")
+        return user
 
     # --- lists ------------------------------------------------------------------------------
 
@@ -297,9 +330,18 @@ class SignIn:
 
     # --- second factor ----------------------------------------------------------------------
 
-    async def totp_setup(self, actor: Principal) -> dict[str, str]:
-        """Start enrolling a TOTP second factor; confirm with ``totp_confirm``."""
+    async def totp_setup(self, actor: Principal, otp: str | None = None) -> dict[str, str]:
+        """Start enrolling a TOTP second factor; confirm with ``totp_confirm``.
+
+        Replacing an enrolled factor needs a current code from it.
+        """
         check(actor, "totp.setup")
+        user = self.accounts.get_user(actor.username) or {}
+        if user.get("totp_enabled"):
+            step = totp_step(user["totp_secret"], otp or "")
+            if step is None or step <= int(user.get("totp_last_step") or 0):
+                raise ValidationError("A current code of the enrolled factor is needed.",
+                                      fields={"otp": ["Enter the current code."]})
         secret = pyotp.random_base32()
         await self.store.put(f"{USERS}/{actor.username}", {"totp_pending": secret},
                              user=actor.username)
@@ -311,11 +353,42 @@ class SignIn:
         check(actor, "totp.setup")
         user = self.accounts.get_user(actor.username) or {}
         pending = user.get("totp_pending")
-        if not pending or not pyotp.TOTP(pending).verify(otp, valid_window=1):
+        step = totp_step(pending, otp) if pending else None
+        if step is None:
             raise ValidationError("Invalid code.", fields={"otp": ["The code is not valid."]})
         await self.store.put(f"{USERS}/{actor.username}", {
-            "totp_secret": pending, "totp_pending": None, "totp_enabled": True},
-            user=actor.username)
+            "totp_secret": pending, "totp_pending": None, "totp_enabled": True,
+            "totp_last_step": step}, user=actor.username)
+
+    async def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = await passwords.hash_password(secrets.token_urlsafe(16))
+        return self._dummy
+
+    async def end_sessions(self, username: str, *, keep: str | None, reason: str) -> int:
+        """End a user's live sessions except ``keep`` (after a password change)."""
+        ended = 0
+        for key in self.store.lookup(SESSIONS, "username", username):
+            view = self.store.get(key)
+            if view is None or view.data.get("revoked") or view.data.get("session_id") == keep:
+                continue
+            if not self.ctx.trust or self.ctx.trust.me.may_write(view.scope):
+                await self._revoke(view.data, by=username, reason=reason)
+                ended += 1
+        return ended
+
+
+def totp_step(secret: str, otp: str, now: float | None = None) -> int | None:
+    """Return the time step a code belongs to (±1 step of clock drift), or None."""
+    if not otp.isdigit() or len(otp) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = time.time() if now is None else now
+    for drift in (0, -1, 1):
+        at = now + drift * totp.interval
+        if totp.at(at) == otp:
+            return int(at // totp.interval)
+    return None
 
 
 def new_password() -> str:

@@ -51,6 +51,8 @@ class ImportJob:
     ignored_columns: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)  # first 100 rejections
     detail: str = ""
+    error_status: int = 0  # when the whole file was refused: the HTTP status and code
+    error_code: str = ""
     started: float = field(default_factory=time.time)
     finished: float | None = None
     rejected_xlsx: bytes | None = None
@@ -67,7 +69,9 @@ def _error_text(e: Exception) -> str:
         return "; ".join(f"{k}: {' '.join(v)}" for k, v in field_errors(e).items())
     if isinstance(e, ExamnodeError):
         extra = "; ".join(f"{k}: {' '.join(v)}" for k, v in e.fields.items())
-        return extra or e.detail
+        generic = e.detail in ("Invalid input.", "")
+        return (extra if generic else f"{e.detail} ({extra})" if extra else e.detail) or \
+            e.detail
     return str(e)
 
 
@@ -93,6 +97,10 @@ class Importer:
             check(actor, "candidates.import")
             if actor.role is not Role.ADMIN:
                 center = actor.center
+        if center is None:
+            node = self.candidates.ctx
+            if node.trust is None or node.trust.me.role != "hq":
+                center = node.center  # rows without a centre belong to this node's centre
         job = ImportJob(uuid.uuid4().hex, actor.username if actor else "", center, filename,
                         dry_run)
         self.jobs[job.id] = job
@@ -120,6 +128,7 @@ class Importer:
             job.status = "done"
         except ExamnodeError as e:
             job.status, job.detail = "failed", _error_text(e)
+            job.error_status, job.error_code = e.status, e.code
         except Exception:
             log.exception("import %s failed", job.id)
             job.status, job.detail = "failed", "internal error; see the node's log"
@@ -152,9 +161,11 @@ class Importer:
             first_row.setdefault(str(f.get("roll_no", "")), n)
         rejected: list[list[Any]] = []
 
+        width = len(sheet.headers)
+
         def reject(n: int, cells: list[Any], error: str) -> None:
             job.rejected += 1
-            rejected.append([*cells, error])
+            rejected.append([*(list(cells) + [None] * width)[:width], error])
             if len(job.errors) < 100:
                 job.errors.append({"row": n, "error": error})
 
@@ -192,15 +203,6 @@ class Importer:
                 write_xlsx, [*sheet.headers, "error"], iter(rejected))
 
     async def _one(self, actor: Principal | None, body: CandidateIn, dry_run: bool) -> str:
-        if dry_run:
-            current = self.candidates.raw(body.roll_no)
-            if current is None:
-                self.candidates._own_center(actor, body.center)
-                return "created"
-            from node.services.candidates.records import stored_fields
-
-            same = all(current.get(k) == v for k, v in stored_fields(body).items())
-            return "unchanged" if same else "updated"
-        if self.candidates.raw(body.roll_no) is None:
-            self.candidates._own_center(actor, body.center)
+        if dry_run:  # the same checks as a real import, nothing written
+            return self.candidates.plan_upsert(actor, body)[0]
         return await self.candidates.upsert(actor, body)

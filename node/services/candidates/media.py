@@ -10,6 +10,7 @@ content-addressed blobs and referenced from the candidate record.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import time
@@ -122,7 +123,9 @@ class Media:
     async def put_photo(self, actor: Principal, roll_no: str, data: bytes) -> dict[str, Any]:
         """Replace a candidate's photo."""
         self.candidates.in_reach(actor, "candidates.files", roll_no)
-        photo, thumb, facts = normalise_photo(data, int(self.rules.photo_max_mb * 1_000_000))
+        # Decoding a large image takes a second: never on the event loop.
+        photo, thumb, facts = await asyncio.to_thread(
+            normalise_photo, data, int(self.rules.photo_max_mb * 1_000_000))
         sha = await self.store.put_blob(photo)
         thumb_sha = await self.store.put_blob(thumb)
         meta = {"sha256": sha, "thumb_sha256": thumb_sha, "content_type": "image/jpeg",
@@ -155,7 +158,8 @@ class Media:
         except ValueError as e:
             raise ValidationError("Invalid input.", fields={"type": [
                 f"Choose from: {', '.join(t.value for t in DocumentType)}."]}) from e
-        media = check_document(data, int(self.rules.document_max_mb * 1_000_000))
+        media = await asyncio.to_thread(check_document, data,
+                                        int(self.rules.document_max_mb * 1_000_000))
         sha = await self.store.put_blob(data)
         doc_id = uuid.uuid4().hex[:16]
         safe_name = "".join(c for c in filename if c.isalnum() or c in "._- ")[:100] or doc_id

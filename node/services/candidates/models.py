@@ -8,10 +8,11 @@ import unicodedata
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 ROLL = r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,39}$"
 CENTER = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NULLABLE = {"date_of_birth", "email", "eligibility_override", "eligibility_note"}
 
 
 class Gender(StrEnum):
@@ -123,6 +124,15 @@ class CandidatePatch(BaseModel):
     eligibility_override: Eligibility | None = Field(
         None, description="Decide eligibility by hand (with reasons); null to clear.")
     eligibility_note: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = [k for k, v in data.items() if v is None and k not in NULLABLE]
+            if bad:
+                raise ValueError(f"{', '.join(sorted(bad))} cannot be null")
+        return data
 
     @field_validator("full_name", "address", "category", "registration_no", mode="before")
     @classmethod

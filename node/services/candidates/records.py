@@ -145,22 +145,42 @@ class Candidates:
         result = await self.store.put(key, fields, scope=body.center, user=who)
         return public(result.view)
 
+    def plan_upsert(self, actor: Principal | None,
+                    body: CandidateIn) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """Return (created|updated|unchanged, changes, current) for an import row.
+
+        An existing candidate gets only the fields the row sets: a sheet with a few
+        columns never resets the others.
+        """
+        existing = self.store.get(f"{CANDIDATES}/{body.roll_no}", include_deleted=True)
+        if existing is not None and existing.deleted:
+            raise ValidationError(f"roll number {body.roll_no} was deleted; it cannot be "
+                                  "reused")
+        if existing is None:
+            self._own_center(actor, body.center)
+            return "created", stored_fields(body), {}
+        current = existing.data
+        if current.get("center") != body.center:
+            raise ValidationError(f"roll number {body.roll_no} is already used by another "
+                                  "centre")
+        fields = body.model_dump(mode="json", exclude_unset=True)
+        if isinstance(fields.get("accommodations"), dict):
+            fields["accommodations"] = {**(current.get("accommodations") or {}),
+                                        **fields["accommodations"]}
+        changes = {k: v for k, v in fields.items() if current.get(k) != v}
+        return ("updated" if changes else "unchanged"), changes, current
+
     async def upsert(self, actor: Principal | None, body: CandidateIn) -> str:
         """Create or update from an import row; return created, updated or unchanged."""
-        key = f"{CANDIDATES}/{body.roll_no}"
-        current = self.raw(body.roll_no)
-        if current is not None and current.get("center") != body.center:
-            raise ValidationError("Invalid input.", fields={"center": [
-                f"roll number {body.roll_no} belongs to centre {current.get('center')}"]})
-        fields = stored_fields(body)
-        changes = {k: v for k, v in fields.items() if (current or {}).get(k) != v}
-        if current is not None and not changes:
-            return "unchanged"
+        outcome, changes, current = self.plan_upsert(actor, body)
+        if outcome == "unchanged":
+            return outcome
         who = actor.username if actor else ""
-        changes = self._with_eligibility(current or {}, changes, "")
+        changes = self._with_eligibility(current, changes, "")
         changes["updated_at"] = time.time()
-        await self.store.put(key, changes, scope=body.center, user=who)
-        return "created" if current is None else "updated"
+        await self.store.put(f"{CANDIDATES}/{body.roll_no}", changes, scope=body.center,
+                             user=who)
+        return outcome
 
     async def update(self, actor: Principal, roll_no: str,
                      body: CandidatePatch | CandidateIn) -> dict[str, Any]:

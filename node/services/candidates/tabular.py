@@ -98,15 +98,25 @@ def _read_xlsx(data: bytes, max_rows: int) -> Sheet:
         raise ValidationError(f"The workbook cannot be read: {type(e).__name__}.") from e
     try:
         ws = wb.worksheets[0]
+        # Trust the cells, not the sheet's declared dimensions (a tiny file can claim
+        # 1,048,576 rows x 16,384 columns and make openpyxl pad every row).
+        ws.reset_dimensions()
         it = ws.iter_rows(values_only=True)
         headers: list[str] = []
         rows: list[tuple[int, list[Any]]] = []
+        scanned = 0
         for n, row in enumerate(it, start=1):
+            scanned += 1
+            if scanned > 2 * max_rows + 1000:
+                raise PayloadTooLarge(f"The file has more than {max_rows} rows.")
             values = list(row)
             if not headers:
                 if any(v not in (None, "") for v in values):
                     headers = [str(v).strip() if v is not None else "" for v in values]
+                    while headers and not headers[-1]:
+                        headers.pop()
                 continue
+            values = values[:len(headers)]
             if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
                 continue  # blank rows
             rows.append((n, values))
@@ -143,7 +153,7 @@ def _read_csv(data: bytes, max_rows: int) -> Sheet:
                 continue
             if not any(c.strip() for c in row):
                 continue
-            rows.append((n, list(row)))
+            rows.append((n, list(row)[:len(headers)]))
             if len(rows) > max_rows:
                 raise PayloadTooLarge(f"The file has more than {max_rows} rows.")
     except csv.Error as e:
@@ -214,12 +224,19 @@ def _bool(value: Any) -> Any:
 
 
 def cell_text(value: Any) -> str:
-    """Return a cell as text; whole numbers lose their '.0' (roll numbers)."""
+    """Return a cell as text; whole numbers lose their '.0' (roll numbers).
+
+    A leading ``'`` that our own export added to neutralise a formula is removed,
+    so exported and rejected-row files import back unchanged.
+    """
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
-    return str(value).strip()
+    text = str(value).strip()
+    if text.startswith("'") and text[1:2] in FORMULA_START and len(text) > 1:
+        text = text[1:]
+    return text
 
 
 def row_fields(cells: list[Any], columns: dict[int, str]) -> dict[str, Any]:
