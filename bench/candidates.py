@@ -486,7 +486,7 @@ def child_main() -> None:
     if spec["task"] == "pandas":
         import pandas  # noqa: F401
     else:
-        import node.runtime  # noqa: F401
+        import node.runtime
         import node.services.candidates.importer  # noqa: F401
     prof = None
     if spec.get("cprofile"):
