@@ -356,7 +356,7 @@ def _task_import(spec: dict[str, Any]) -> dict[str, Any]:
         prev_t, prev_n = marks["first_put"], 0
         step = max(1, rep["total"] // 10)
         for t, n in chunks:
-            if n - prev_n >= step or n == rep["total"]:
+            if n > prev_n and (n - prev_n >= step or n == rep["total"]):
                 tenths.append((n - prev_n) / max(1e-9, t - prev_t))
                 prev_t, prev_n = t, n
     return {
