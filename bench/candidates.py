@@ -241,8 +241,9 @@ def sample_rolls(rows: int) -> list[str]:
     """Roll numbers to read back after an import: the first Devanagari, Arabic and
     decomposed (NFD) name, and the last row."""
     out: dict[str, str] = {}
-    tests = {"devanagari": lambda n: n in DEVANAGARI, "arabic": lambda n: n in ARABIC,
-             "nfd": lambda n: n == ACCENTED[-1]}
+    tests: dict[str, Callable[[str], bool]] = {
+        "devanagari": lambda n: n in DEVANAGARI, "arabic": lambda n: n in ARABIC,
+        "nfd": lambda n: n == ACCENTED[-1]}
     for c in candidates(min(rows, 5000)):
         for kind, test in tests.items():
             if kind not in out and test(c["full_name"]):
@@ -291,7 +292,7 @@ def _task_import(spec: dict[str, Any]) -> dict[str, Any]:
 
     marks: dict[str, float] = {}
     chunks: list[tuple[float, int]] = []
-    orig_read = imp.read_sheet
+    orig_read = imp.read_sheet  # type: ignore[attr-defined]
 
     def read_sheet(data: bytes, max_rows: int) -> Any:
         marks["parse_start"] = time.perf_counter()
@@ -301,7 +302,7 @@ def _task_import(spec: dict[str, Any]) -> dict[str, Any]:
             marks["parse_end"] = time.perf_counter()
             marks["hwm_parsed"] = proc_mem()["VmHWM"]
 
-    imp.read_sheet = read_sheet  # type: ignore[assignment]
+    imp.read_sheet = read_sheet  # type: ignore[attr-defined]
     t_open = time.perf_counter()
     ctx, _ = open_offline(Path(spec["data"]))
     t_open = time.perf_counter() - t_open
@@ -312,9 +313,9 @@ def _task_import(spec: dict[str, Any]) -> dict[str, Any]:
         if "first_put" not in marks:
             marks["first_put"] = time.perf_counter()
             marks["hwm_validated"] = proc_mem()["VmHWM"]
-        return await orig_one(actor, body, dry_run)
+        return str(await orig_one(actor, body, dry_run))
 
-    importer._one = one  # type: ignore[method-assign]
+    importer._one = one
     writer = ctx.store.writer
     orig_batch = writer._run_batch
     wmeter = [0, 0.0]
@@ -512,7 +513,7 @@ def run_child(spec: dict[str, Any], wrap: Sequence[str] = (), timeout: float = 1
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=ROOT,
                           timeout=timeout, check=False)
     wall = time.perf_counter() - t
-    result = None
+    result: dict[str, Any] | None = None
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])

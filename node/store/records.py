@@ -75,6 +75,10 @@ class LiveRecord:
         """Forget the cached view after the document changed."""
         self._view = None
 
+    def set_view(self, view: dict[str, Any]) -> None:
+        """Cache the view of a change whose result is known (``put`` of plain fields)."""
+        self._view = view
+
     def apply(self, update: bytes) -> None:
         """Apply a remote update and recompute which updates remain parked."""
         self._view = None

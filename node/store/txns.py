@@ -25,7 +25,7 @@ from node.store import layout
 from node.store.context import WriteContext
 from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
 from node.store.delta import check as check_delta
-from node.store.records import LiveRecord, new_record
+from node.store.records import LiveRecord, new_record, normalize
 from node.store.results import ApplyResult, ApplyStatus, ChainResult, ChangeResult
 
 log = logging.getLogger(__name__)
@@ -66,23 +66,28 @@ def put_txn(ctx: WriteContext, key: str, fields: dict[str, Any], scope: str | No
             raise StoreError("field names must be text")
         _check_value(name, value)
     rec = _open_for_change(ctx, key, scope, True)
-    current = rec.view()
+    current = rec.view() if rec.stored else {}
     changes = {k: v for k, v in fields.items() if current.get(k, _MISSING) != v}
     if not changes:
         if not rec.stored:
             ctx.shared.cache.drop(key)
         return ChangeResult(key, rec.scope, False, None, None, current)
     before = rec.doc.get_state()
+    ok = False
     try:
         with rec.doc.transaction(origin="local"):
             for name, value in changes.items():
                 rec.root[name] = value
+        ok = True
     except BaseException as e:
         if not (isinstance(e, Exception) or _is_panic(e)):
             raise
         raise StoreError(f"cannot store {key}: {type(e).__name__}") from e
     finally:
         rec.changed()
+    if ok:
+        # The new view is known without reading the document back (the costly part).
+        rec.set_view(normalize({**current, **changes}))
     return _commit_local(ctx, key, rec, before, user, None)
 
 

@@ -184,10 +184,9 @@ class Importer:
             except (PydanticError, ExamnodeError) as e:
                 reject(n, cells, _error_text(e))
                 job.processed += 1
-        for start in range(0, len(pending), CHUNK):
-            chunk = pending[start:start + CHUNK]
-            results = await asyncio.gather(*(self._one(actor, b, job.dry_run) for _, _, b in chunk),
-                                           return_exceptions=True)
+        async def collect(chunk: list[tuple[int, list[Any], CandidateIn]],
+                          tasks: list[asyncio.Task[str]]) -> None:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
             for (n, cells, _), result in zip(chunk, results, strict=True):
                 job.processed += 1
                 if isinstance(result, BaseException):
@@ -198,6 +197,17 @@ class Importer:
                     setattr(job, result, getattr(job, result) + 1)
             if progress is not None:
                 progress(job)
+
+        # Two chunks in flight: the writer always has a full batch queued.
+        previous: tuple[Any, Any] | None = None
+        for start in range(0, len(pending), CHUNK):
+            chunk = pending[start:start + CHUNK]
+            tasks = [asyncio.create_task(self._one(actor, b, job.dry_run)) for _, _, b in chunk]
+            if previous is not None:
+                await collect(*previous)
+            previous = (chunk, tasks)
+        if previous is not None:
+            await collect(*previous)
         if rejected:
             job.rejected_xlsx = await asyncio.to_thread(
                 write_xlsx, [*sheet.headers, "error"], iter(rejected))

@@ -25,6 +25,13 @@ from node.services.system import NodeContext
 
 CANDIDATES = "candidates"
 DOC_PREFIX = "doc:"
+# Defaults that ``public`` fills in anyway: an import does not store them (smaller deltas).
+EMPTY_DEFAULTS: dict[str, Any] = {
+    "registration_no": "", "category": "", "address": "", "registered_exams": [],
+    "phone": "", "status": "registered",
+    "accommodations": {"extra_time_percent": 0, "scribe": False, "large_print": False,
+                       "separate_room": False},
+}
 FIELDS = ("roll_no", "registration_no", "full_name", "date_of_birth", "gender", "category",
           "email", "phone", "address", "center", "registered_exams", "accommodations",
           "documents_verified", "fee_paid", "status")
@@ -97,6 +104,7 @@ class Candidates:
         self.ctx = ctx
         self.store = ctx.store
         self.rules = ctx.config.candidates
+        self._known_centers: set[str] = set()
 
     def raw(self, roll_no: str) -> dict[str, Any] | None:
         """Return a candidate's stored record, or None."""
@@ -114,7 +122,11 @@ class Candidates:
     def _own_center(self, actor: Principal | None, center: str) -> None:
         if actor is not None and actor.role.value != "admin" and center != actor.center:
             raise PermissionDenied("You may only manage candidates of your own centre.")
-        if self.store.get(f"centers/{center}") is None:
+        if center in self._known_centers:
+            return  # centres are never deleted: a positive answer stays true
+        if self.store.get(f"centers/{center}") is not None:
+            self._known_centers.add(center)
+        else:
             raise ValidationError("Invalid input.", fields={"center": [f"Unknown centre "
                                                                        f"{center}."]})
 
@@ -158,7 +170,9 @@ class Candidates:
                                   "reused")
         if existing is None:
             self._own_center(actor, body.center)
-            return "created", stored_fields(body), {}
+            fields = {k: v for k, v in stored_fields(body).items()
+                      if not (k in EMPTY_DEFAULTS and v == EMPTY_DEFAULTS[k])}
+            return "created", fields, {}
         current = existing.data
         if current.get("center") != body.center:
             raise ValidationError(f"roll number {body.roll_no} is already used by another "
