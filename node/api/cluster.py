@@ -44,8 +44,11 @@ class JoinResponse(BaseModel):
 
 @routes.route("POST", "/api/cluster/join/", summary="Join this centre with a token",
               body=JoinRequest, response=JoinResponse, status=201, auth=False,
-              errors=[403, 409])
+              errors=[403, 409, 429])
 async def join(request: web.Request) -> web.Response:
+    from node.api.authn import limit_auth
+
+    limit_auth(request)
     body = await parse_json(request, JoinRequest)
     ctx = request.app[NODE]
     if ctx.trust is None or ctx.replicator is None:
