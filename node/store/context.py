@@ -42,6 +42,7 @@ class Shared:
     hooks: list[tuple[str, Callable[[WriteContext, str, dict[str, Any]], None]]] = \
         field(default_factory=list)
     may_write: Callable[[str], bool] = lambda scope: True
+    spec_cache: dict[str, Any] = field(default_factory=dict)  # collection -> index specs
 
 
 class WriteContext:
@@ -55,6 +56,7 @@ class WriteContext:
         self._item_events: list[FeedEvent] = []
         self._item_touched: set[str] = set()
         self.touched: set[str] = set()
+        self._feed_no: int | None = None
 
     # --- item lifecycle, driven by the writer -----------------------------------------
 
@@ -76,6 +78,9 @@ class WriteContext:
 
     def before_commit(self) -> None:
         self.txn.put(layout.META_HLC, msgpack.packb(self.shared.clock.last), db=self.dbs["meta"])
+        if self._feed_no is not None:
+            # A number used by an item that then failed is simply skipped (a gap is fine).
+            self.txn.put(layout.META_FEED, msgpack.packb(self._feed_no), db=self.dbs["meta"])
 
     # --- records ------------------------------------------------------------------------
 
@@ -106,13 +111,13 @@ class WriteContext:
         return int(seq), bytes(head)
 
     def append(self, delta: Delta, rec: LiveRecord | None,
-               view: dict[str, Any] | None = None) -> None:
+               view: dict[str, Any] | None = None, digest: bytes | None = None) -> None:
         """Store a verified delta, and the record it changed, in one step."""
         txn, dbs = self.txn, self.dbs
         txn.put(layout.log_key(delta.origin, delta.scope, delta.seq), encode(delta),
                 db=dbs["log"])
         txn.put(layout.chain_key(delta.origin, delta.scope),
-                msgpack.packb([delta.seq, delta.hash]), db=dbs["vv"])
+                msgpack.packb([delta.seq, digest or delta.hash]), db=dbs["vv"])
         if rec is not None:
             rec.stored = True
             txn.put(delta.key.encode(), rec.state(), db=dbs["records"])
@@ -121,8 +126,11 @@ class WriteContext:
             for prefix, hook in self.shared.hooks:
                 if delta.key.startswith(prefix):
                     hook(self, delta.key, view)
-        feed_no = int(msgpack.unpackb(txn.get(layout.META_FEED, b"\x00", db=dbs["meta"]))) + 1
-        txn.put(layout.META_FEED, msgpack.packb(feed_no), db=dbs["meta"])
+        if self._feed_no is None:  # read once per batch, written back before commit
+            self._feed_no = int(msgpack.unpackb(txn.get(layout.META_FEED, b"\x00",
+                                                        db=dbs["meta"])))
+        self._feed_no += 1
+        feed_no = self._feed_no
         txn.put(layout.SEQ.pack(feed_no),
                 msgpack.packb([delta.origin, delta.scope, delta.seq, delta.key, delta.hlc]),
                 db=dbs["feed"])
@@ -133,30 +141,56 @@ class WriteContext:
     def _write_view(self, delta: Delta, rec: LiveRecord, new: dict[str, Any]) -> None:
         txn, dbs = self.txn, self.dbs
         kb = delta.key.encode()
-        if index_specs(self.shared.indexes, delta.key):
-            old_raw = txn.get(kb, db=dbs["views"])
-            old = msgpack.unpackb(old_raw, raw=False)["data"] if old_raw else None
-            self.reindex(delta.key, old, new)
+        specs = index_specs(self.shared.indexes, delta.key, self.shared.spec_cache)
+        if specs:
+            before = rec.indexed
+            if before is None:  # not known in memory: read what the stored view indexed
+                old_raw = txn.get(kb, db=dbs["views"])
+                old = msgpack.unpackb(old_raw, raw=False)["data"] if old_raw else None
+                before = {(c, n): index_values(fn, old) for c, n, fn in specs}
+            rec.indexed = self._reindex_values(delta.key, specs, before, new)
         txn.put(kb, pack_view(rec.scope, delta.hlc, delta.user, new), db=dbs["views"])
+
+    def _reindex_values(self, key: str, specs: Specs,
+                        before: dict[tuple[str, str], set[str]],
+                        new: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
+        after_all = {}
+        for collection, name, fn in specs:
+            old_values = before.get((collection, name), set())
+            after = index_values(fn, new)
+            after_all[(collection, name)] = after
+            for value in old_values - after:
+                self.txn.delete(layout.index_key(collection, name, value, key), db=self.dbs["idx"])
+            for value in after - old_values:
+                self.txn.put(layout.index_key(collection, name, value, key), b"",
+                             db=self.dbs["idx"])
+        return after_all
 
     def reindex(self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Replace the index entries of ``key`` computed from ``old`` by ``new``'s."""
-        for collection, name, fn in index_specs(self.shared.indexes, key):
-            before = index_values(fn, old)
-            after = index_values(fn, new)
-            for value in before - after:
-                self.txn.delete(layout.index_key(collection, name, value, key), db=self.dbs["idx"])
-            for value in after - before:
-                self.txn.put(layout.index_key(collection, name, value, key), b"",
-                             db=self.dbs["idx"])
+        specs = index_specs(self.shared.indexes, key, self.shared.spec_cache)
+        before = {(c, n): index_values(fn, old) for c, n, fn in specs}
+        self._reindex_values(key, specs, before, new)
+        self.shared.cache.drop(key)  # its remembered index values may be stale now
 
 
-def index_specs(indexes: dict[str, dict[str, IndexFn]],
-                key: str) -> list[tuple[str, str, IndexFn]]:
-    """Return (index collection, name, fn) of every index that covers record ``key``."""
+Specs = list[tuple[str, str, IndexFn]]
+
+
+def index_specs(indexes: dict[str, dict[str, IndexFn]], key: str,
+                cache: dict[str, Specs] | None = None) -> Specs:
+    """Return (index collection, name, fn) of every index that covers record ``key``.
+
+    Indexes are declared before a store opens and never change after, so the
+    writer passes a per-store ``cache``.
+    """
     collection = layout.collection_of(key)
-    out = [(collection, name, fn) for name, fn in indexes.get(collection, {}).items()]
-    out += [(layout.ALL, name, fn) for name, fn in indexes.get(layout.ALL, {}).items()]
+    out = cache.get(collection) if cache is not None else None
+    if out is None:
+        out = [(collection, name, fn) for name, fn in indexes.get(collection, {}).items()]
+        out += [(layout.ALL, name, fn) for name, fn in indexes.get(layout.ALL, {}).items()]
+        if cache is not None:
+            cache[collection] = out
     return out
 
 

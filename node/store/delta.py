@@ -115,9 +115,18 @@ def make_delta(
     hlc: int,
 ) -> Delta:
     """Build and sign a delta with the node's key."""
-    body = _Unsigned(identity.public_key, scope, seq, prev, key, update, user, hlc)
-    sig = identity.sign(signing_bytes(body))
-    return Delta(identity.public_key, scope, seq, prev, key, update, user, hlc, sig)
+    return make_delta_hashed(identity, scope=scope, seq=seq, prev=prev, key=key,
+                             update=update, user=user, hlc=hlc)[0]
+
+
+def make_delta_hashed(identity: Identity, *, scope: str, seq: int, prev: bytes, key: str,
+                      update: bytes, user: str, hlc: int) -> tuple[Delta, bytes]:
+    """Build and sign a delta; also return its chain hash (computed once)."""
+    origin = identity.public_key
+    signed = signing_bytes(_Unsigned(origin, scope, seq, prev, key, update, user, hlc))
+    sig = identity.sign(signed)
+    return (Delta(origin, scope, seq, prev, key, update, user, hlc, sig),
+            delta_hash(signed, sig))
 
 
 def encode(d: Delta) -> bytes:

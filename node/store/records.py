@@ -55,6 +55,8 @@ class LiveRecord:
     parked: list[bytes] = field(default_factory=list)
     _view: dict[str, Any] | None = None  # cached plain view; None once the doc changed
     stored: bool = True  # False for a record created in memory and not yet written
+    # Index values last written for this record, so a change need not read the old view.
+    indexed: dict[tuple[str, str], set[str]] | None = None
 
     def state(self) -> bytes:
         """Return the encoded record for the ``records`` database."""

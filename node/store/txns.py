@@ -23,7 +23,7 @@ from node.errors import (
 )
 from node.store import layout
 from node.store.context import WriteContext
-from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta
+from node.store.delta import Delta, check_key, check_scope, decode, encode, make_delta_hashed
 from node.store.delta import check as check_delta
 from node.store.records import LiveRecord, new_record, normalize
 from node.store.results import ApplyResult, ApplyStatus, ChainResult, ChangeResult
@@ -155,12 +155,12 @@ def _commit_local(ctx: WriteContext, key: str, rec: LiveRecord, before: bytes, u
                              "to return its own later changes; writes resume after that")
     shared = ctx.shared
     seq, head = ctx.head(shared.identity.public_key, rec.scope)
-    delta = make_delta(
+    delta, digest = make_delta_hashed(
         shared.identity, scope=rec.scope, seq=seq + 1, prev=head, key=key,
         update=update, user=user, hlc=shared.clock.now(),
     )
     view = rec.view()
-    ctx.append(delta, rec, view)
+    ctx.append(delta, rec, view, digest)
     return ChangeResult(key, rec.scope, True, delta.seq, delta.hlc, view, value)
 
 
