@@ -52,7 +52,7 @@ pytest: install-test system-deps
 test: lint pytest
 
 bench: install-test
-	$(BIN)/python bench/store.py
+	PYTHONPATH=. $(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

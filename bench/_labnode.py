@@ -41,13 +41,13 @@ import asyncio
 import cProfile
 import json
 import logging
-import math
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench._common import pct
 from node.runtime import RunningNode, open_context
 from node.services.system import NodeContext
 
@@ -70,13 +70,6 @@ def fields(n: int, tick: int) -> dict[str, Any]:
         "last_seen": f"2026-06-09T09:{tick // 60 % 60:02d}:{tick % 60:02d}.{tick % 1000:03d}Z"
                      f"#{tick:09d}",
     }
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
 class Harness:

@@ -35,9 +35,7 @@ import argparse
 import collections
 import csv
 import datetime
-import importlib.metadata
 import json
-import math
 import os
 import platform
 import random
@@ -52,6 +50,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench._common import med, package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMNODE = [sys.executable, "-m", "node.cli.main"]
@@ -87,25 +87,13 @@ def make_config(args: argparse.Namespace) -> Config:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def med(values: Sequence[float]) -> float:
-    vals = [v for v in values if not math.isnan(v)]
-    return statistics.median(vals) if vals else math.nan
-
-
 def mib(n: float) -> str:
     return f"{n / 1024**2:,.0f} MiB"
 
 
 def versions() -> dict[str, str]:
-    def v(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "?"
-    return {"python": platform.python_version(), "openpyxl": v("openpyxl"),
-            "pandas": v("pandas"), "pydantic": v("pydantic"),
-            "email-validator": v("email-validator"), "lmdb": v("lmdb"),
-            "pycrdt": v("pycrdt"), "msgpack": v("msgpack")}
+    return package_versions("openpyxl", "pandas", "pydantic", "email-validator", "lmdb",
+                            "pycrdt", "msgpack")
 
 
 def child_env() -> dict[str, str]:

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import math
 import os
@@ -52,7 +51,6 @@ import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +64,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import psutil
+
+from bench._common import med, package_versions, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name("_labnode.py")
@@ -104,29 +104,10 @@ def make_config(args: argparse.Namespace) -> Config:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """Return the q-quantile (0..1) of values, nearest rank."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
-
-
-def med(values: Sequence[float]) -> float:
-    vals = [v for v in values if not math.isnan(v)]
-    return statistics.median(vals) if vals else math.nan
-
-
 def versions() -> dict[str, str]:
-    def v(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "?"
-    return {"python": platform.python_version(), "aiohttp": v("aiohttp"),
-            "lmdb": v("lmdb"), "pycrdt": v("pycrdt"), "pynacl": v("pynacl"),
-            "msgpack": v("msgpack"), "cryptography": v("cryptography"),
-            "openssl": ssl.OPENSSL_VERSION.split()[1]}
+    out = package_versions("aiohttp", "lmdb", "pycrdt", "pynacl", "msgpack", "cryptography")
+    out["openssl"] = ssl.OPENSSL_VERSION.split()[1]
+    return out
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ import asyncio
 import cProfile
 import datetime
 import gc
-import importlib.metadata
 import itertools
 import math
 import multiprocessing
@@ -34,12 +33,11 @@ import os
 import platform
 import pstats
 import shutil
-import statistics
 import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +47,7 @@ import lmdb
 import msgpack
 import psutil
 
+from bench._common import med, package_versions, pct
 from node.identity import Identity
 from node.store import Store, StoreOptions
 
@@ -109,18 +108,6 @@ def candidate_fields(n: int) -> dict[str, Any]:
     }
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """Return the q-quantile (0..1) of values, nearest rank."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
-
-
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
 @contextmanager
 def tmpdir(tag: str) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix=f"examnode-bench-{tag}-"))
@@ -131,18 +118,7 @@ def tmpdir(tag: str) -> Iterator[Path]:
 
 
 def versions() -> dict[str, str]:
-    def v(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "?"
-    return {
-        "python": platform.python_version(),
-        "lmdb": v("lmdb"),
-        "pycrdt": v("pycrdt"),
-        "pynacl": v("pynacl"),
-        "msgpack": v("msgpack"),
-    }
+    return package_versions("lmdb", "pycrdt", "pynacl", "msgpack")
 
 
 def proc_mem() -> dict[str, int]:
